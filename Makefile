@@ -1,0 +1,41 @@
+# One entry point for humans and CI.  Every target sets itself up from scratch when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: test lint typecheck contracts unit demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ required"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest -m 'not bench'
+
+## make test: set up .venv, then ruff, mypy (strict on controller/), import contracts, pytest.
+test: lint typecheck contracts unit
+
+## make demo: start the embedded emulator, seed it, and list machines through the client.
+demo: $(STAMP)
+	$(BIN)/machine-reconciler demo
+
+## make bench: benchmarks (not part of make test).
+bench: $(STAMP)
+	$(BIN)/pytest -m bench -p no:randomly -s tests/bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

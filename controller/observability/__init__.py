@@ -1,0 +1,1 @@
+"""Logs, metrics and health instruments.  Configured only by the composition root (cli)."""
