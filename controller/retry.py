@@ -1,0 +1,443 @@
+"""Retry policy, in one place: which API errors to retry, how long to wait, and how fast to go.
+
+Three pieces, all pure (no I/O, no clock reads, no global randomness):
+
+* :func:`error_from_response` / :func:`classify_response`: the ONE mapping from an HTTP status
+  plus the parsed error envelope to a class of :mod:`controller.errors`.  It reads the HTTP code
+  first, then the envelope's machine-readable ``status`` code, and only then message text, and
+  only to split codes Fly overloads (403 quota vs permission, 404 lease, 408 wait, 409 lease /
+  capacity / version, 412 volume, 422 capacity / quota / name / validation, 400 capacity).
+* :func:`classify`: exception -> :data:`Decision` (FLY_API.md 4 and DESIGN.md section 6 as code).
+* :class:`Backoff` (capped exponential with full jitter from an injected :class:`random.Random`)
+  and :class:`TokenBucket` (fed a ``monotonic`` callable).
+
+Why we keep this small module instead of using stamina or tenacity: every wait here must run on
+an injected clock and an injected, seeded random generator, so that tests on a fake clock take
+zero wall time and can assert the exact sleep schedule; and the decision depends on what the
+Fly API said (``Retry-After`` as a floor, 504 minimums, lease expiry parsed from the message),
+which those libraries would only see as an opaque exception.  Their sleeping and time sources
+are module globals that cannot be driven by a fake clock cleanly.  The I/O side (actually
+sleeping, counting attempts) lives in :mod:`controller.flyapi.client` and the executor.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+from controller import errors as e
+
+__all__ = [
+    "Backoff",
+    "CheckThenRetry",
+    "Cooldown",
+    "Decision",
+    "Drop",
+    "GiveUp",
+    "Replan",
+    "Requeue",
+    "RetryAfter",
+    "RetryPolicy",
+    "TokenBucket",
+    "classify",
+    "classify_response",
+    "error_from_response",
+    "parse_lease_holder",
+]
+
+
+# ----------------------------------------------------------------- backoff and rate
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with full jitter above a floor.
+
+    ``ceiling(n) = min(cap, base * factor ** (n - 1))`` for attempt ``n >= 1``; ``delay(n)`` is
+    uniform in ``[minimum, max(minimum, ceiling(n))]`` ("full jitter", but never below the
+    floor), or exactly that upper bound when no ``rng`` is given.
+    """
+
+    base: float = 1.0
+    cap: float = 30.0
+    minimum: float = 0.0
+    factor: float = 2.0
+
+    def ceiling(self, attempt: int) -> float:
+        """Upper bound of the delay after the ``attempt``-th failure (1-based)."""
+        exponent = min(max(attempt, 1) - 1, 64)  # bounded: 2**64 already exceeds any cap
+        return min(self.cap, self.base * self.factor**exponent)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The wait before the next attempt; jittered when ``rng`` is given."""
+        high = max(self.minimum, self.ceiling(attempt))
+        if rng is None:
+            return high
+        return rng.uniform(self.minimum, high)
+
+
+class TokenBucket:
+    """A token bucket: ``rate`` tokens per second, holding at most ``burst``; starts full.
+
+    ``monotonic`` is any never-decreasing seconds source (``clock.monotonic`` in production, a
+    fake in tests).  :meth:`reserve` takes a token even when that puts the bucket into debt and
+    returns how long the caller must wait, which serves waiters first come, first served without
+    a polling loop.
+    """
+
+    __slots__ = ("_last", "_monotonic", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float, monotonic: Callable[[], float]) -> None:
+        if not rate > 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a positive finite number, not {rate!r}")
+        if not burst >= 1 or not math.isfinite(burst):
+            raise ValueError(f"burst must be at least 1, not {burst!r}")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self._monotonic = monotonic
+        self._tokens = self.burst
+        self._last = monotonic()
+
+    def _refill(self) -> None:
+        now = self._monotonic()
+        if now > self._last:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+
+    @property
+    def tokens(self) -> float:
+        """Tokens available now (negative while reservations are outstanding)."""
+        self._refill()
+        return self._tokens
+
+    def try_take(self, n: float = 1.0) -> bool:
+        """Take ``n`` tokens if they are available now; never waits, never goes into debt."""
+        self._refill()
+        if self._tokens >= n:
+            self._tokens -= n
+            return True
+        return False
+
+    def delay_until_available(self, n: float = 1.0) -> float:
+        """Seconds until ``n`` tokens will be available (0 if they are now); takes nothing."""
+        self._refill()
+        return max(0.0, (n - self._tokens) / self.rate)
+
+    def reserve(self, n: float = 1.0) -> float:
+        """Take ``n`` tokens now, possibly into debt; return the seconds to wait before use."""
+        self._refill()
+        self._tokens -= n
+        return max(0.0, -self._tokens / self.rate)
+
+    def is_full(self) -> bool:
+        """True when the bucket is as good as new (safe to forget, to bound memory)."""
+        self._refill()
+        return self._tokens >= self.burst
+
+
+# ----------------------------------------------------------------- policy and decisions
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Every number :func:`classify` uses (DESIGN.md section 6).  Seconds throughout."""
+
+    max_attempts: int = 4
+    transient: Backoff = Backoff(base=1.0, cap=30.0, minimum=1.0)
+    gateway_timeout_min: float = 10.0
+    #: A ``Retry-After`` longer than this is not slept inside a call: the caller requeues.
+    max_retry_after: float = 60.0
+    capacity: Backoff = Backoff(base=30.0, cap=900.0)
+    conflict: Backoff = Backoff(base=0.1, cap=5.0)
+    max_conflict_retries: int = 5
+    lease_requeue_default: float = 5.0
+    lease_requeue_min: float = 1.0
+    lease_requeue_cap: float = 60.0
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Do not retry.  ``fatal`` stops the whole run (auth); otherwise it fails this item."""
+
+    reason: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAfter:
+    """Repeat the identical request after ``seconds``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckThenRetry:
+    """Outcome unknown (non-idempotent call, ambiguous failure): check whether it took effect
+    (e.g. re-list by the launch tag) before trying again after ``after`` seconds."""
+
+    after: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Not an error: put the item back and look again after ``after`` seconds (lease held)."""
+
+    after: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replan:
+    """The machine moved under us (409 version): re-read it, re-plan, retry after ``after``."""
+
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """A capacity or quota condition: pause this kind of work for ``after`` seconds and alert
+    after repeated hits, while the rest of the work goes on.  ``condition`` is
+    ``"capacity"`` or ``"quota"``."""
+
+    after: float
+    condition: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """The target is gone (404): drop the action; the next pass re-lists."""
+
+    reason: str
+
+
+Decision = GiveUp | RetryAfter | CheckThenRetry | Requeue | Replan | Cooldown | Drop
+
+
+def classify(
+    exc: BaseException,
+    *,
+    attempt: int = 1,
+    idempotent: bool = True,
+    now: float | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Decide what to do after ``exc``, the failure of the ``attempt``-th try (1-based).
+
+    ``idempotent`` says whether repeating the identical request is harmless; when it is not,
+    only failures where Fly provably did nothing (connect errors, 429) are retried, and other
+    transient failures become :class:`CheckThenRetry`.  ``now`` (unix seconds) turns a lease
+    holder's ``expires_at`` into a delay; ``rng`` jitters backoffs (no jitter without it).
+    """
+    if not isinstance(exc, e.FlyAPIError):
+        return GiveUp(reason=f"unexpected {type(exc).__name__}")
+    if isinstance(exc, e.Unauthorized | e.Forbidden):
+        return GiveUp(reason=exc.error_class, fatal=True)
+    if isinstance(exc, e.QuotaExceeded):
+        return Cooldown(after=policy.capacity.delay(attempt), condition="quota")
+    if isinstance(exc, e.InsufficientCapacity):
+        return Cooldown(after=policy.capacity.delay(attempt), condition="capacity")
+    if isinstance(exc, e.LeaseHeld):
+        return Requeue(after=_lease_requeue_delay(exc, now, policy), reason=exc.error_class)
+    if isinstance(exc, e.VersionConflict):
+        if attempt > policy.max_conflict_retries:
+            return Requeue(after=policy.lease_requeue_default, reason=exc.error_class)
+        return Replan(after=policy.conflict.delay(attempt, rng))
+    if isinstance(exc, e.LeaseLost):
+        return Requeue(after=policy.lease_requeue_min, reason=exc.error_class)
+    if isinstance(exc, e.NotFound):
+        return Drop(reason=exc.error_class)
+    if isinstance(exc, e.WaitTimeout):
+        return RetryAfter(seconds=0.0)  # the answer "not yet": the caller loops to its deadline
+    if exc.retryable:
+        return _classify_transient(exc, attempt, idempotent, policy, rng)
+    return GiveUp(reason=exc.error_class)
+
+
+def _classify_transient(
+    exc: e.FlyAPIError,
+    attempt: int,
+    idempotent: bool,
+    policy: RetryPolicy,
+    rng: random.Random | None,
+) -> Decision:
+    minimum = policy.gateway_timeout_min if isinstance(exc, e.GatewayTimeout) else 0.0
+    delay = max(minimum, policy.transient.delay(attempt, rng))
+    if isinstance(exc, e.RateLimited):
+        # Retry-After is a floor: never wait less than the server asked, nor less than backoff.
+        hint = exc.retry_after if exc.retry_after is not None else 0.0
+        delay = max(delay, hint)
+        if delay > policy.max_retry_after or attempt >= policy.max_attempts:
+            return Requeue(after=delay, reason=exc.error_class)
+        return RetryAfter(seconds=delay)
+    if attempt >= policy.max_attempts:
+        return GiveUp(reason=f"{exc.error_class} after {attempt} attempts")
+    not_sent = isinstance(exc, e.TransportFailure) and not exc.request_sent
+    if idempotent or not_sent:
+        return RetryAfter(seconds=delay)
+    return CheckThenRetry(after=delay, reason=exc.error_class)
+
+
+def _lease_requeue_delay(exc: e.LeaseHeld, now: float | None, policy: RetryPolicy) -> float:
+    if exc.expires_at is None or now is None:
+        return policy.lease_requeue_default
+    remaining = exc.expires_at.timestamp() - now
+    return min(policy.lease_requeue_cap, max(policy.lease_requeue_min, remaining))
+
+
+# ----------------------------------------------------------------- status + envelope -> class
+
+_CAPACITY = re.compile(
+    r"insufficient[ _]capacity|insufficient resources|could not reserve resource"
+    r"|insufficient (?:memory|cpus?|ips?|gpus?)\b|no capacity|not enough capacity|at capacity"
+    r"|governor policy blocked start|deploys to this host are temporarily disabled",
+    re.IGNORECASE,
+)
+_QUOTA = re.compile(
+    r"over the allowed quota|machine limit|add a payment method|quota exceeded",
+    re.IGNORECASE,
+)
+# "machine ID ... lease currently held by <holder>, expires at <time>" is the documented text;
+# any other 409 that talks about a lease (nonce missing or stale) is a lease condition too.
+_LEASE = re.compile(r"\blease\b|currently held by", re.IGNORECASE)
+_LEASE_NOT_FOUND = re.compile(r"lease not found", re.IGNORECASE)
+_VOLUME = re.compile(r"\bvolume\b|\bvol_[0-9a-z]+", re.IGNORECASE)
+_NAME_TAKEN = re.compile(r"has already been taken|name_taken", re.IGNORECASE)
+
+
+def classify_response(
+    status: int, envelope: e.ErrorEnvelope, *, path: str = ""
+) -> type[e.FlyAPIError]:
+    """Map a non-2xx ``status`` and its parsed ``envelope`` to exactly one exception class.
+
+    ``path`` matters only for 408: a timeout from ``/wait`` is an answer (:class:`WaitTimeout`),
+    from anywhere else it is ambiguous (:class:`RequestTimeout408`).  Never raises.
+    """
+    code = (envelope.status or "").strip().lower()
+    text = f"{envelope.message or ''} {envelope.error or ''}"
+    if not text.strip():
+        text = envelope.raw[:2000]
+    capacity = code == "insufficient_capacity" or bool(_CAPACITY.search(text))
+    if status == 401:
+        return e.Unauthorized
+    if status == 403:
+        return e.QuotaExceeded if _QUOTA.search(text) else e.Forbidden
+    if status == 404:
+        return e.LeaseNotFound if _LEASE_NOT_FOUND.search(text) else e.NotFound
+    if status == 408:
+        is_wait = path.split("?", 1)[0].rstrip("/").endswith("/wait")
+        return e.WaitTimeout if is_wait else e.RequestTimeout408
+    if status == 409:
+        if code == "insufficient_capacity":
+            return e.InsufficientCapacity
+        if _LEASE.search(text):
+            return e.LeaseHeld
+        return e.InsufficientCapacity if capacity else e.VersionConflict
+    if status == 412:
+        if code == "volume_placement_capacity" or _VOLUME.search(text):
+            return e.VolumeInUse
+        return e.PreconditionFailed
+    if status == 422:
+        if code == "name_taken" or _NAME_TAKEN.search(text):
+            return e.NameTaken
+        if capacity:
+            return e.InsufficientCapacity
+        return e.QuotaExceeded if _QUOTA.search(text) else e.BadRequest
+    if status == 400:
+        return e.InsufficientCapacity if capacity else e.BadRequest
+    if status == 429:
+        return e.RateLimited
+    if status == 504:
+        return e.GatewayTimeout
+    if 500 <= status <= 599:
+        return e.ServerError
+    return e.UnexpectedStatus
+
+
+def error_from_response(
+    *,
+    status: int,
+    envelope: e.ErrorEnvelope,
+    method: str,
+    path: str,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> e.FlyAPIError:
+    """Build the exception for a non-2xx response (see :func:`classify_response`)."""
+    cls = classify_response(status, envelope, path=path)
+    if cls is e.LeaseHeld:
+        holder, expires_at = parse_lease_holder(envelope.text)
+        return e.LeaseHeld(
+            holder=holder,
+            expires_at=expires_at,
+            method=method,
+            path=path,
+            status=status,
+            envelope=envelope,
+            request_id=request_id,
+            retry_after=retry_after,
+        )
+    return cls(
+        method=method,
+        path=path,
+        status=status,
+        envelope=envelope,
+        request_id=request_id,
+        retry_after=retry_after,
+    )
+
+
+# ----------------------------------------------------------------- lease holder messages
+
+_HELD_BY = re.compile(
+    r"held by\s+(?P<holder>[^,\s]+?)\s*(?:,|\s|$)(?:.*?expires at\s+(?P<ts>.+?))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+# Go's time.String(): "2022-10-20 19:59:06.123 +0000 UTC" (optionally " m=+1.5" appended).
+_GO_TIME = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[ T](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
+    r"\s*(?:(?P<offset>[+-]\d{2}:?\d{2})|Z|UTC)?",
+    re.IGNORECASE,
+)
+
+
+def parse_lease_holder(text: str) -> tuple[str | None, datetime | None]:
+    """Parse ``lease currently held by <holder>, expires at <time>``; ``None`` where unparsable.
+
+    Handles Go's ``2022-10-20 19:59:06 +0000 UTC`` and RFC 3339 ``2026-05-14T10:41:08Z``.
+    """
+    match = _HELD_BY.search(text[:2000])
+    if match is None:
+        return None, None
+    holder = match.group("holder").rstrip(".,;")
+    stamp = match.group("ts")
+    return (holder or None), (parse_fly_time(stamp) if stamp else None)
+
+
+def parse_fly_time(stamp: str) -> datetime | None:
+    """Parse the timestamp forms Fly prints; aware UTC ``datetime`` or ``None``.  Never raises."""
+    match = _GO_TIME.match(stamp.strip())
+    if match is None:
+        return None
+    frac = (match.group("frac") or "")[:6].ljust(6, "0")
+    offset = match.group("offset")
+    try:
+        naive = datetime.strptime(
+            f"{match.group('date')} {match.group('time')}", "%Y-%m-%d %H:%M:%S"
+        )
+        tz = UTC
+        if offset:
+            digits = offset.replace(":", "")
+            minutes = int(digits[1:3]) * 60 + int(digits[3:5])
+            tz = timezone(timedelta(minutes=minutes if digits[0] == "+" else -minutes))
+        return naive.replace(microsecond=int(frac), tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None

@@ -1,0 +1,143 @@
+"""API settings: URL safety, token sources, defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from controller.settings import Settings, is_loopback_host
+
+TOKEN = "fo1_settings-token-abcdef123456"
+
+
+def test_defaults_follow_fly_documented_limits() -> None:
+    """Defaults: public API over https, Fly's per-action and get limits, 4 attempts."""
+    s = Settings(_env_file=None)
+    assert s.api_url == "https://api.machines.dev"
+    assert s.api_token is None
+    assert (s.machine_action_rate, s.machine_action_burst) == (1.0, 3)
+    assert (s.get_machine_rate, s.get_machine_burst) == (5.0, 10)
+    assert (s.global_rate, s.global_burst) == (20.0, 40)
+    assert s.retry_max_attempts == 4
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.machines.dev",
+        "https://api.machines.dev/",
+        "http://127.0.0.1:4280",
+        "http://127.8.9.1",
+        "http://localhost:4280",
+        "http://[::1]:4280",
+    ],
+)
+def test_https_and_loopback_http_are_accepted(url: str) -> None:
+    """https anywhere and plain http to loopback are fine; a trailing slash is dropped."""
+    assert Settings(_env_file=None, api_url=url).api_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.machines.dev",
+        "http://_api.internal:4280",
+        "http://10.0.0.1",
+        "http://localhost.evil.com",
+        "ftp://localhost",
+        "api.machines.dev",
+        "https://user:pw@api.machines.dev",
+        "https://api.machines.dev?x=1",
+    ],
+)
+def test_unsafe_or_malformed_urls_are_refused(url: str) -> None:
+    """Plain http to a non-loopback host (token in clear), odd schemes and credentials fail."""
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, api_url=url)
+
+
+def test_loopback_helper() -> None:
+    """is_loopback_host knows names, IPv4 127/8 and IPv6 ::1."""
+    assert is_loopback_host("localhost")
+    assert is_loopback_host("127.0.0.2")
+    assert is_loopback_host("[::1]")
+    assert not is_loopback_host("192.168.1.1")
+    assert not is_loopback_host("example.com")
+
+
+def test_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MACHINE_RECONCILER_API_URL is read from the environment."""
+    monkeypatch.setenv("MACHINE_RECONCILER_API_URL", "http://127.0.0.1:4280")
+    assert Settings(_env_file=None).api_url == "http://127.0.0.1:4280"
+
+
+def test_token_from_fly_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLY_API_TOKEN is the token's environment name, and it stays secret in repr."""
+    monkeypatch.setenv("FLY_API_TOKEN", TOKEN)
+    s = Settings(_env_file=None)
+    assert s.api_token is not None
+    assert s.api_token.get_secret_value() == TOKEN
+    assert TOKEN not in repr(s)
+    assert TOKEN not in str(s.model_dump())
+
+
+def test_token_by_keyword() -> None:
+    """Tests and the CLI may pass api_token directly."""
+    s = Settings(_env_file=None, api_token=TOKEN)
+    assert s.api_token is not None
+    assert s.api_token.get_secret_value() == TOKEN
+
+
+def test_token_file_is_read_and_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MACHINE_RECONCILER_API_TOKEN_FILE is read, whitespace and newline stripped."""
+    path = tmp_path / "token"
+    path.write_text(f"  {TOKEN}\n", encoding="utf-8")
+    monkeypatch.setenv("MACHINE_RECONCILER_API_TOKEN_FILE", str(path))
+    s = Settings(_env_file=None)
+    assert s.api_token is not None
+    assert s.api_token.get_secret_value() == TOKEN
+
+
+def test_unreadable_token_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A missing token file fails validation naming the file, never a traceback later."""
+    missing = tmp_path / "nope"
+    with pytest.raises(ValidationError, match="cannot read API token file") as info:
+        Settings(_env_file=None, api_token_file=missing)
+    assert str(missing) in str(info.value)
+
+
+def test_empty_token_file_is_refused(tmp_path: Path) -> None:
+    """A whitespace-only token file is an error, not an empty token."""
+    path = tmp_path / "token"
+    path.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(ValidationError, match="is empty"):
+        Settings(_env_file=None, api_token_file=path)
+
+
+def test_both_token_sources_is_ambiguous(tmp_path: Path) -> None:
+    """Setting the token and a token file at once is refused rather than guessed."""
+    path = tmp_path / "token"
+    path.write_text(TOKEN, encoding="utf-8")
+    with pytest.raises(ValidationError, match="set only one"):
+        Settings(_env_file=None, api_token="other-token-value", api_token_file=path)
+
+
+def test_token_file_contents_never_appear_in_errors(tmp_path: Path) -> None:
+    """A validation error elsewhere does not echo the token read from the file."""
+    path = tmp_path / "token"
+    path.write_text(TOKEN, encoding="utf-8")
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, api_token_file=path, request_timeout=-1)
+    assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["request_timeout", "machine_action_rate", "get_machine_rate", "global_rate"],
+)
+def test_rates_and_timeouts_must_be_positive(field: str) -> None:
+    """Zero rates or timeouts are refused."""
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **{field: 0})
