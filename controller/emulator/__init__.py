@@ -1,0 +1,38 @@
+"""An in-memory emulator of the Fly.io Machines API, for tests, demos and benchmarks.
+
+It follows ``shared/FLY_API.md`` (cited by section in the modules): apps, machines with versions
+and timed state transitions on an injected clock, full-replacement updates with server-filled
+defaults, ``current_version`` checks, leases in both envelopes, ``/wait`` with its 60 s cap and
+408s, metadata filters and cursor pagination, region capacity and org quotas, volumes, per-action
+rate limits, and fault injection (statuses, latency, dropped connections, outside writers)
+driven through a ``/_emulator/`` control API.  It works on plain JSON and imports nothing from
+the controller except ``controller.clock``, so a misreading of the API cannot be shared between
+client and fake.
+
+Module map: ``app`` (build_app) -> ``pipeline`` (request ids, log, faults, auth, limits) ->
+``routes`` / ``control`` -> ``machines``, ``apps``, ``leases``, ``listing``, ``capacity``,
+``lifecycle`` over ``store`` and ``model``; ``configs`` (defaults table), ``views`` (JSON shapes),
+``ids``, ``behaviour``, ``faults``, ``ratelimit``, ``requestlog``, ``external``, ``seeding``,
+``scenario``; ``transport`` and ``server`` for running it.
+"""
+
+from controller.emulator.app import build_app
+from controller.emulator.behaviour import Behaviour
+from controller.emulator.pipeline import ConnectionDropped
+from controller.emulator.scenario import Scenario, apply_scenario, load_scenario
+from controller.emulator.server import run_server, serve_in_thread
+from controller.emulator.state import EmulatorState
+from controller.emulator.transport import EmulatorTransport
+
+__all__ = [
+    "Behaviour",
+    "ConnectionDropped",
+    "EmulatorState",
+    "EmulatorTransport",
+    "Scenario",
+    "apply_scenario",
+    "build_app",
+    "load_scenario",
+    "run_server",
+    "serve_in_thread",
+]
