@@ -1,0 +1,355 @@
+"""Desired state: the validated, frozen shape of one desired-state file (one Fly app).
+
+Two layers live here:
+
+* the **file models** (:class:`DesiredFile` and everything under it) mirror the YAML exactly:
+  ``app``, ``defaults.config``, ``groups.<name>.{regions, config, update}``, ``prune``,
+  ``detect_only``, ``max_destroy``.  Every model forbids unknown keys.  ``config`` is Fly's
+  machine config, modelled in :mod:`controller.model.flyconfig` (with its ``x_passthrough``
+  escape hatch for fields not modelled yet); its names are re-exported here.
+* the **resolved models** (:class:`DesiredApp`, :class:`DesiredGroup`) are what the planner
+  consumes: ``defaults.config`` deep-merged under every group's config (maps merge
+  recursively, lists replace), with the cross-field rules checked (an image is required, and
+  ``memory_mb`` for any guest but shared-cpu-1x).
+
+Nothing here performs I/O; :mod:`controller.loader` reads files, resolves ``${ENV:..}`` and
+``${FILE:..}`` references and maps validation errors back to YAML lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+
+from controller.model.flyconfig import (
+    FLY_METADATA_PREFIX,
+    DNSConfig,
+    DnsForwardRule,
+    DnsOption,
+    EnvFrom,
+    HTTPOptions,
+    HTTPResponseOptions,
+    MachineCheck,
+    MachineConfig,
+    MachineFile,
+    MachineGuest,
+    MachineHTTPHeader,
+    MachineInit,
+    MachineMetrics,
+    MachineMount,
+    MachinePort,
+    MachineProcess,
+    MachineRestart,
+    MachineSecret,
+    MachineService,
+    MachineServiceConcurrency,
+    NonNegative,
+    ProxyProtoOptions,
+    Static,
+    StopConfig,
+    StrictModel,
+    TLSOptions,
+    format_go_duration,
+    parse_go_duration,
+)
+
+__all__ = [
+    "DEFAULT_MAX_DESTROY",
+    "DEFAULT_MAX_UNAVAILABLE",
+    "DEFAULT_WAIT_TIMEOUT_S",
+    "FLY_METADATA_PREFIX",
+    "DNSConfig",
+    "Defaults",
+    "DesiredApp",
+    "DesiredFile",
+    "DesiredGroup",
+    "DesiredStateInvalid",
+    "DnsForwardRule",
+    "DnsOption",
+    "EnvFrom",
+    "GroupSpec",
+    "HTTPOptions",
+    "HTTPResponseOptions",
+    "Issue",
+    "MachineCheck",
+    "MachineConfig",
+    "MachineFile",
+    "MachineGuest",
+    "MachineHTTPHeader",
+    "MachineInit",
+    "MachineMetrics",
+    "MachineMount",
+    "MachinePort",
+    "MachineProcess",
+    "MachineRestart",
+    "MachineSecret",
+    "MachineService",
+    "MachineServiceConcurrency",
+    "ProxyProtoOptions",
+    "Static",
+    "StopConfig",
+    "TLSOptions",
+    "UpdatePolicy",
+    "build_app",
+    "deep_merge",
+    "format_go_duration",
+    "issues_from",
+    "parse_app",
+    "parse_go_duration",
+]
+
+DEFAULT_MAX_UNAVAILABLE = 0.33
+DEFAULT_WAIT_TIMEOUT_S = 300.0
+DEFAULT_MAX_DESTROY = 0.5
+
+
+def _seconds(value: object) -> object:
+    """Durations in policy fields: a Go duration string or a plain number of seconds."""
+    if isinstance(value, bool):
+        return value  # let the float validator reject it
+    if isinstance(value, str):
+        return parse_go_duration(value) / 1e9
+    return value
+
+
+# ------------------------------------------------------------------------------ file models
+
+_APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_GROUP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+_REGION = re.compile(r"^[a-z]{3}$")
+
+
+def _app_name(value: str) -> str:
+    if not _APP_NAME.match(value):
+        raise ValueError(
+            f"invalid app name {value!r}: lowercase letters, digits and '-', at most 63 characters"
+        )
+    return value
+
+
+def _group_name(value: str) -> str:
+    if not _GROUP_NAME.match(value):
+        raise ValueError(
+            f"invalid group name {value!r}: start with a lowercase letter, then lowercase "
+            "letters, digits or '-', at most 32 characters, not ending with '-'"
+        )
+    return value
+
+
+def _region(value: str) -> str:
+    if not _REGION.match(value):
+        raise ValueError(f"invalid region {value!r}: Fly region codes are 3 lowercase letters")
+    return value
+
+
+GroupName = Annotated[str, AfterValidator(_group_name)]
+Region = Annotated[str, AfterValidator(_region)]
+
+
+def _max_unavailable(value: object) -> float | int:
+    ok_int = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    ok_frac = isinstance(value, float) and 0.0 < value < 1.0
+    if not (ok_int or ok_frac):
+        raise ValueError(
+            "max_unavailable must be a fraction of the group between 0 and 1 (e.g. 0.25) "
+            "or an absolute count >= 1 (e.g. 2)"
+        )
+    return value  # type: ignore[return-value]  # narrowed above
+
+
+class UpdatePolicy(StrictModel):
+    """Rolling-update policy of a group (applied by the executor)."""
+
+    max_unavailable: Annotated[float | int, BeforeValidator(_max_unavailable)] = (
+        DEFAULT_MAX_UNAVAILABLE
+    )
+    """A fraction in (0, 1) of the group, or an absolute count >= 1."""
+    wait_timeout: Annotated[float, BeforeValidator(_seconds), Field(gt=0)] = DEFAULT_WAIT_TIMEOUT_S
+    """Seconds to wait for an updated machine to run and pass its checks (``"5m"`` in YAML)."""
+
+    def batch_size(self, group_size: int) -> int:
+        """How many machines of a group of ``group_size`` may be updated at once (>= 1)."""
+        if isinstance(self.max_unavailable, int):
+            return max(1, self.max_unavailable)
+        return max(1, int(self.max_unavailable * group_size))
+
+
+class GroupSpec(StrictModel):
+    """``groups.<name>`` as written in the file."""
+
+    regions: dict[Region, NonNegative] = Field(default_factory=dict)
+    config: MachineConfig = Field(default_factory=MachineConfig)
+    update: UpdatePolicy = Field(default_factory=UpdatePolicy)
+
+
+class Defaults(StrictModel):
+    """``defaults``: deep-merged under every group's config."""
+
+    config: MachineConfig = Field(default_factory=MachineConfig)
+
+
+class DesiredFile(StrictModel):
+    """One desired-state file, as written."""
+
+    app: Annotated[str, AfterValidator(_app_name)]
+    defaults: Defaults = Field(default_factory=Defaults)
+    groups: dict[GroupName, GroupSpec] = Field(default_factory=dict)
+    prune: bool = False
+    """Destroy managed machines whose group is no longer declared (else: report them)."""
+    detect_only: bool = False
+    """Report drift, never change anything."""
+    max_destroy: Annotated[float, Field(ge=0.0, le=1.0)] = DEFAULT_MAX_DESTROY
+    """Refuse a plan destroying more than this fraction of the app's managed machines."""
+
+
+# ------------------------------------------------------------------------------ resolved models
+
+
+class DesiredGroup(StrictModel):
+    """A group after ``defaults.config`` was merged under its config."""
+
+    name: GroupName
+    regions: dict[Region, NonNegative]
+    config: MachineConfig
+    update: UpdatePolicy
+
+    @property
+    def size(self) -> int:
+        """Machines the group should have, all regions together."""
+        return sum(self.regions.values())
+
+
+class DesiredApp(StrictModel):
+    """One app's desired state, ready for :func:`controller.plan.plan`."""
+
+    app: str
+    groups: tuple[DesiredGroup, ...]
+    """In file order (the order the executor rolls them)."""
+    prune: bool = False
+    detect_only: bool = False
+    max_destroy: float = DEFAULT_MAX_DESTROY
+    source: str | None = None
+    """The file it came from, for messages."""
+
+    def group(self, name: str) -> DesiredGroup | None:
+        """The group called ``name``, or None."""
+        for group in self.groups:
+            if group.name == name:
+                return group
+        return None
+
+
+# ------------------------------------------------------------------------------ building
+
+
+class Issue(NamedTuple):
+    """One validation problem: where (a path into the file's data) and what."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+
+
+class DesiredStateInvalid(ValueError):
+    """A desired-state document failed validation; ``issues`` say where and why."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__("; ".join(f"{_dotted(i.loc)}: {i.msg}" for i in issues))
+        self.issues = tuple(issues)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def issues_from(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[Issue]:
+    """Pydantic errors as :class:`Issue` values (messages never include the input value)."""
+    out = []
+    for err in error.errors(include_input=False, include_url=False):
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown field"
+        elif kind == "missing":
+            msg = "required field missing"
+        elif kind == "string_type" and "env" in err["loc"]:
+            msg = "env values must be strings: quote numbers and booleans"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        out.append(Issue(prefix + tuple(err["loc"]), msg))
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: maps merge recursively, anything else (lists too) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        below = out.get(key)
+        if isinstance(below, Mapping) and isinstance(value, Mapping):
+            out[key] = deep_merge(below, value)
+        else:
+            out[key] = value
+    return out
+
+
+_DEFAULT_GUEST = ("shared", 1)
+
+
+def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
+    """Merge ``defaults.config`` under every group and check the merged configs.
+
+    Raises :class:`DesiredStateInvalid` with locations inside the file.
+    """
+    issues: list[Issue] = []
+    base = file.defaults.config.model_dump(mode="json", exclude_none=True)
+    groups = []
+    for name, spec in file.groups.items():
+        where: tuple[str | int, ...] = ("groups", name, "config")
+        merged = deep_merge(base, spec.config.model_dump(mode="json", exclude_none=True))
+        try:
+            config = MachineConfig.model_validate(merged)
+        except ValidationError as exc:  # a rule spanning defaults and group (e.g. x_passthrough)
+            issues.extend(issues_from(exc, where))
+            continue
+        if config.image is None:
+            issues.append(Issue((*where, "image"), "an image is required (here or in defaults)"))
+        guest = config.guest or MachineGuest()
+        kind_cpus = (guest.cpu_kind or "shared", guest.cpus or 1)
+        if guest.memory_mb is None and kind_cpus != _DEFAULT_GUEST:
+            # Fly's default memory depends on the size; spelling it out keeps plans exact.
+            issues.append(
+                Issue(
+                    (*where, "guest", "memory_mb"),
+                    "memory_mb is required when the guest is not shared-cpu-1x",
+                )
+            )
+        groups.append(
+            DesiredGroup(name=name, regions=dict(spec.regions), config=config, update=spec.update)
+        )
+    if issues:
+        raise DesiredStateInvalid(issues)
+    return DesiredApp(
+        app=file.app,
+        groups=tuple(groups),
+        prune=file.prune,
+        detect_only=file.detect_only,
+        max_destroy=file.max_destroy,
+        source=source,
+    )
+
+
+def parse_app(data: Mapping[str, Any], source: str | None = None) -> DesiredApp:
+    """Validate a parsed desired-state document and build the app (handy for tests and tools).
+
+    References such as ``${ENV:NAME}`` are *not* resolved here (see :mod:`controller.loader`).
+    Raises :class:`DesiredStateInvalid`.
+    """
+    try:
+        file = DesiredFile.model_validate(data)
+    except ValidationError as exc:
+        raise DesiredStateInvalid(issues_from(exc)) from None
+    return build_app(file, source)

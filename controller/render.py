@@ -1,0 +1,299 @@
+"""Plans as text (terraform-like) and as a stable JSON document.  Pure: strings in, strings out.
+
+Text::
+
+    acme-web (desired_state/acme-web.yaml)
+      + create web-ams-1 (group web, region ams): slot has no machine
+          + image: "registry.fly.io/acme-web:v42"
+          + env.LOG_LEVEL: (sensitive)
+      ~ update 3d8d413b29d089 web-ams-0 (group web, region ams): desired config changed
+          ~ guest.memory_mb: 256 -> 512
+      - destroy 148e123c29d0e8 web-iad-1 (group web, region iad): scale down: web wants 1 in iad
+
+    Plan: 1 to create, 1 to update, 1 to destroy.
+
+Sensitive values (every ``env`` value, inline file contents) print as ``(sensitive)``: the line
+says the field changed, never the value nor anything derived from it.  The plan itself never
+holds those values in its diffs (:data:`controller.normalize.REDACTED`), and the request configs
+inside actions are never printed.
+
+JSON (:func:`to_json`): ``{"format_version": 1, "summary": {...}, "apps": [...],
+"machines": [...]}`` with one record per machine (actions, no-ops, drift reports, unmanaged and
+orphaned machines), every record with the same keys, keys sorted, order deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from controller.normalize import REDACTED, FieldChange
+from controller.plan import (
+    AppPlan,
+    Create,
+    Destroy,
+    DriftReport,
+    NoOp,
+    Update,
+)
+
+__all__ = ["FORMAT_VERSION", "render", "summary_line", "to_document", "to_json"]
+
+FORMAT_VERSION = 1
+_INDENT = "  "
+
+
+def _plans(plans: AppPlan | Sequence[AppPlan]) -> Sequence[AppPlan]:
+    return (plans,) if isinstance(plans, AppPlan) else plans
+
+
+def _value(value: Any, sensitive: bool) -> str:
+    if sensitive:
+        return REDACTED
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _change_line(change: FieldChange) -> str:
+    pad = _INDENT * 3
+    if change.before is None:
+        return f"{pad}+ {change.path}: {_value(change.after, change.sensitive)}"
+    if change.after is None:
+        return f"{pad}- {change.path}: {_value(change.before, change.sensitive)}"
+    before = _value(change.before, change.sensitive)
+    after = _value(change.after, change.sensitive)
+    if change.sensitive:
+        return f"{pad}~ {change.path}: {REDACTED} (changed)"
+    return f"{pad}~ {change.path}: {before} -> {after}"
+
+
+def _where(slot: str | None, group: str | None, region: str) -> str:
+    label = slot or "(no slot)"
+    return f"{label} (group {group or '?'}, region {region})"
+
+
+def _render_app(plan: AppPlan) -> list[str]:
+    head = f"{plan.app} ({plan.source})" if plan.source else plan.app
+    lines = [head]
+    noops = 0
+    # Groups are uniform: a diff already printed for the group is referenced, not repeated.
+    shown: dict[tuple[str, str, str], str] = {}
+
+    def changes(kind: str, group: str, slot: str, diff: tuple[FieldChange, ...]) -> list[str]:
+        """The diff lines, or a note on the header when the group already showed that diff."""
+        key = (kind, group, json.dumps(diff, sort_keys=True, default=str))
+        if diff and key in shown:
+            lines[-1] += f" (same changes as {shown[key]})"
+            return []
+        shown[key] = slot
+        return [_change_line(c) for c in diff]
+
+    for action in plan.actions:
+        if isinstance(action, NoOp):
+            noops += 1
+        elif isinstance(action, Create):
+            where = _where(action.slot, action.group, action.region)
+            lines.append(f"{_INDENT}+ create {where}: {action.reason}")
+            lines.extend(changes("create", action.group, action.slot, action.diff))
+        elif isinstance(action, Update):
+            where = _where(action.slot, action.group, action.region)
+            launch = " [stays stopped]" if action.skip_launch else ""
+            lines.append(f"{_INDENT}~ update {action.machine_id} {where}{launch}: {action.reason}")
+            lines.extend(changes("update", action.group, action.slot, action.diff))
+        elif isinstance(action, Destroy):
+            where = _where(action.slot, action.group, action.region)
+            lines.append(f"{_INDENT}- destroy {action.machine_id} {where}: {action.reason}")
+    for report in plan.drift:
+        who = report.machine_id or "(no machine)"
+        where = _where(report.slot, report.group, report.region)
+        lines.append(
+            f"{_INDENT}! drift {report.kind.value} {who} {where}: {report.reason} "
+            "(detect_only: not corrected)"
+        )
+        lines.extend(_change_line(c) for c in report.diff)
+    if noops:
+        lines.append(f"{_INDENT}{noops} machine(s) in sync")
+    if plan.orphans:
+        lines.append(f"{_INDENT}orphaned managed machines (kept; set prune: true to destroy):")
+        lines.extend(
+            f"{_INDENT * 2}{o.machine_id} {_where(o.slot, o.group, o.region)}: {o.reason}"
+            for o in plan.orphans
+        )
+    if plan.unmanaged:
+        lines.append(f"{_INDENT}unmanaged machines (not ours, never touched):")
+        lines.extend(
+            f"{_INDENT * 2}{u.machine_id} {json.dumps(u.name)} region {u.region}, {u.state}"
+            for u in plan.unmanaged
+        )
+    if plan.needs_relist:
+        lines.append(
+            f"{_INDENT}note: the live list is much shorter than last pass; the machines will be "
+            "re-listed before anything is created"
+        )
+    if plan.refused:
+        lines.append(f"{_INDENT}REFUSED: {plan.refused.reason}. Nothing will change for this app.")
+    if len(lines) == 1:
+        lines.append(f"{_INDENT}no machines")
+    return lines
+
+
+def summary_line(plans: AppPlan | Sequence[AppPlan]) -> str:
+    """``Plan: N to create, M to update, K to destroy.`` or ``No changes.``"""
+    items = _plans(plans)
+    creates = sum(len(p.creates) for p in items)
+    updates = sum(len(p.updates) for p in items)
+    destroys = sum(len(p.destroys) for p in items)
+    drift = sum(len(p.drift) for p in items)
+    if creates or updates or destroys:
+        line = f"Plan: {creates} to create, {updates} to update, {destroys} to destroy."
+    else:
+        line = "No changes."
+    if drift:
+        line += f" Drift: {drift} (detect_only, not corrected)."
+    refused = [p.app for p in items if p.refused]
+    if refused:
+        line += f" Refused: {', '.join(refused)}."
+    return line
+
+
+def render(plans: AppPlan | Sequence[AppPlan]) -> str:
+    """Terraform-like text for one or several app plans, ending with the summary line."""
+    blocks = ["\n".join(_render_app(p)) for p in _plans(plans)]
+    return "\n\n".join([*blocks, summary_line(plans)]) + "\n"
+
+
+# ------------------------------------------------------------------------------ JSON
+
+
+def _changes(diff: Sequence[FieldChange]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": c.path,
+            "before": REDACTED if c.sensitive and c.before is not None else c.before,
+            "after": REDACTED if c.sensitive and c.after is not None else c.after,
+            "sensitive": c.sensitive,
+        }
+        for c in diff
+    ]
+
+
+def _record(**fields: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "app": None,
+        "action": None,
+        "machine_id": None,
+        "slot": None,
+        "group": None,
+        "region": None,
+        "reason": None,
+        "drift": None,
+        "skip_launch": None,
+        "current_version": None,
+        "changes": [],
+    }
+    record.update(fields)
+    return record
+
+
+def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
+    out = []
+    common: dict[str, Any] = {"app": plan.app}
+    for a in plan.actions:
+        base: dict[str, Any] = {
+            "slot": a.slot,
+            "group": a.group,
+            "region": a.region,
+            "reason": a.reason,
+        }
+        if isinstance(a, Create):
+            out.append(_record(action="create", changes=_changes(a.diff), **common, **base))
+        elif isinstance(a, Update):
+            out.append(
+                _record(
+                    action="update",
+                    machine_id=a.machine_id,
+                    drift=a.drift.value,
+                    skip_launch=a.skip_launch,
+                    current_version=a.current_version,
+                    changes=_changes(a.diff),
+                    **common,
+                    **base,
+                )
+            )
+        elif isinstance(a, Destroy):
+            out.append(_record(action="destroy", machine_id=a.machine_id, **common, **base))
+        else:
+            out.append(_record(action="noop", machine_id=a.machine_id, **common, **base))
+    out.extend(_drift_record(plan.app, d) for d in plan.drift)
+    out.extend(
+        _record(
+            action="orphan",
+            machine_id=o.machine_id,
+            slot=o.slot,
+            group=o.group,
+            region=o.region,
+            reason=o.reason,
+            **common,
+        )
+        for o in plan.orphans
+    )
+    out.extend(
+        _record(
+            action="unmanaged",
+            machine_id=u.machine_id,
+            region=u.region,
+            reason=f"not managed by the reconciler ({u.state})",
+            **common,
+        )
+        for u in plan.unmanaged
+    )
+    return out
+
+
+def _drift_record(app: str, report: DriftReport) -> dict[str, Any]:
+    return _record(
+        app=app,
+        action="drift",
+        machine_id=report.machine_id,
+        slot=report.slot,
+        group=report.group,
+        region=report.region,
+        reason=report.reason,
+        drift=report.kind.value,
+        changes=_changes(report.diff),
+    )
+
+
+def to_document(plans: AppPlan | Sequence[AppPlan]) -> dict[str, Any]:
+    """The machine-readable plan as plain data (see the module docstring for the shape)."""
+    items = _plans(plans)
+    return {
+        "format_version": FORMAT_VERSION,
+        "summary": {
+            "create": sum(len(p.creates) for p in items),
+            "update": sum(len(p.updates) for p in items),
+            "destroy": sum(len(p.destroys) for p in items),
+            "noop": sum(len(p.actions) - len(p.changes) for p in items),
+            "drift": sum(len(p.drift) for p in items),
+            "refused_apps": [p.app for p in items if p.refused],
+            "text": summary_line(items),
+        },
+        "apps": [
+            {
+                "app": p.app,
+                "source": p.source,
+                "refused": p.refused.reason if p.refused else None,
+                "needs_relist": p.needs_relist,
+                "detect_only": p.detect_only,
+                "managed_count": p.managed_count,
+                "spec_hashes": dict(p.spec_hashes),
+            }
+            for p in items
+        ],
+        "machines": [record for p in items for record in _machine_records(p)],
+    }
+
+
+def to_json(plans: AppPlan | Sequence[AppPlan]) -> str:
+    """:func:`to_document` as indented JSON text with sorted keys (stable across runs)."""
+    return json.dumps(to_document(plans), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
