@@ -1,30 +1,53 @@
 """The composition root: parses arguments, builds settings, clients and clocks, maps outcomes
 to exit codes.  Nothing below this module reads ``sys.argv`` or the environment directly.
 
-Subcommands:
-  emulator   serve the Machines API emulator on loopback
-  demo       start the embedded emulator, seed it, and show the fleet through the API client
+User mistakes (a bad file, a bad setting, a missing token) end in one clear line on stderr and
+a non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
+from pydantic import SecretStr, ValidationError
+
 from controller import __version__
+from controller.clock import SystemClock
+from controller.errors import ConfigError, FlyAPIError
+from controller.flyapi import MachinesClient
+from controller.loader import LoadResult, load_dir
+from controller.model.actual import LiveMachine
+from controller.model.desired import DesiredApp
+from controller.plan import AppPlan, plan
+from controller.render import render, to_json
+from controller.settings import Settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_CHANGES = 2  # plan --detailed-exitcode: changes present
 EXIT_USAGE = 2  # argparse.error() exits with it
+
+DEFAULT_DIR = Path("desired_state")
 
 _EPILOG = """\
 exit codes:
-  0  success
-  1  error (bad settings, bad input, API or network failure)
-  2  usage error (unknown command or option)
+  validate   0 every file is valid; 1 at least one file is not
+  plan       0 success (with --detailed-exitcode: no changes); 1 error;
+             2 changes present (only with --detailed-exitcode)
+  emulator   0 stopped cleanly; 1 bad arguments
+  (argparse usage errors exit 2)
+
+settings (environment):
+  FLY_API_TOKEN                         the Fly API token (never logged)
+  MACHINE_RECONCILER_API_TOKEN_FILE     or: a file holding the token
+  MACHINE_RECONCILER_API_URL            default https://api.machines.dev
 """
 
 
@@ -44,6 +67,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    validate = sub.add_parser(
+        "validate",
+        help="check desired-state files (no API access)",
+        description="Check every desired-state file; errors name file, line, column and field.",
+    )
+    validate.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
+
+    plan_cmd = sub.add_parser(
+        "plan",
+        help="show what apply would change",
+        description="List live machines and show the plan that would make them match DIR.",
+    )
+    plan_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
+    plan_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
+    plan_cmd.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there are no changes, 2 when there are, 1 on error",
+    )
+    plan_cmd.add_argument("--output", choices=["text", "json"], default="text")
+    plan_cmd.add_argument(
+        "--embedded",
+        action="store_true",
+        help="plan against the in-process emulator seeded with a drifted fleet (no token)",
+    )
+
     emu = sub.add_parser(
         "emulator",
         help="serve the Fly Machines API emulator over HTTP",
@@ -57,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "demo",
-        help="run the embedded emulator, seed it, and list machines through the client",
+        help="serve the embedded emulator, seed a drifted fleet, list it and show the plan",
         description="A self-contained demonstration against the embedded emulator on loopback.",
     )
     return parser
@@ -65,23 +114,133 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``machine-reconciler`` console script."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "emulator":
-        return _cmd_emulator(args)
-    from controller.demo import run_demo  # args.command == "demo" (argparse enforces the set)
+    try:
+        if args.command == "validate":
+            return _cmd_validate(args)
+        if args.command == "plan":
+            return _cmd_plan(args)
+        if args.command == "emulator":
+            return _cmd_emulator(args)
+        from controller.demo import run_demo  # args.command == "demo" (argparse enforces it)
 
-    return run_demo()
+        return run_demo()
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _error(message: str) -> None:
+    print(f"machine-reconciler: error: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------- validate
+
+
+def _load(directory: Path) -> LoadResult:
+    if not directory.is_dir():
+        raise ConfigError(f"desired-state directory not found: {directory}")
+    loaded = load_dir(directory)
+    for error in loaded.errors:
+        print(str(error), file=sys.stderr)
+    return loaded
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    loaded = _load(args.dir)
+    if not loaded.ok:
+        blocked = ", ".join(sorted(loaded.blocked)) or "(unnamed)"
+        _error(f"{len(loaded.errors)} error(s); blocked app(s): {blocked}")
+        return EXIT_ERROR
+    print(f"ok: {len(loaded.apps)} app(s) in {len(loaded.files)} file(s)")
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------- plan
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {field}: {first['msg']}") from None
+
+
+@asynccontextmanager
+async def _client(apps: Sequence[DesiredApp], *, embedded: bool) -> AsyncIterator[MachinesClient]:
+    """The API client: against Fly per the settings, or against the embedded emulator."""
+    if embedded:
+        from controller.demo import EMBEDDED_TOKEN, EMBEDDED_URL, embedded_emulator
+        from controller.emulator import EmulatorTransport
+
+        emulator = await embedded_emulator(apps)
+        settings = Settings(api_url=EMBEDDED_URL, api_token=SecretStr(EMBEDDED_TOKEN))
+        transport = EmulatorTransport(emulator)
+        client = MachinesClient.from_settings(
+            settings, clock=SystemClock(), rng=random.Random(), transport=transport
+        )
+    else:
+        client = MachinesClient.from_settings(_settings(), clock=SystemClock(), rng=random.Random())
+    async with client:
+        yield client
+
+
+def _selected(loaded: LoadResult, names: Sequence[str] | None) -> list[DesiredApp]:
+    if not names:
+        return list(loaded.apps.values())
+    unknown = [n for n in names if n not in loaded.apps and n not in loaded.blocked]
+    if unknown:
+        raise ConfigError(f"no desired-state file declares app(s): {', '.join(unknown)}")
+    return [loaded.apps[n] for n in names if n in loaded.apps]
+
+
+async def _plan_apps(
+    apps: Sequence[DesiredApp], *, embedded: bool
+) -> tuple[list[AppPlan], list[str]]:
+    plans: list[AppPlan] = []
+    failures: list[str] = []
+    async with _client(apps, embedded=embedded) as client:
+        for desired in apps:
+            try:
+                machines = await client.list_machines(desired.app)
+            except FlyAPIError as exc:
+                failures.append(f"{desired.app}: {exc}")
+                continue
+            live = [LiveMachine.from_api(m.model_dump(mode="json")) for m in machines]
+            plans.append(plan(desired, live))
+    return plans, failures
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    loaded = _load(args.dir)
+    apps = _selected(loaded, args.app)
+    plans, failures = anyio.run(lambda: _plan_apps(apps, embedded=args.embedded))
+    if args.output == "json":
+        sys.stdout.write(to_json(plans))
+    else:
+        sys.stdout.write(render(plans))
+    for failure in failures:
+        _error(failure)
+    blocked = [a for a in loaded.blocked if not args.app or a in args.app]
+    if failures or blocked or (not loaded.ok and not args.app):
+        return EXIT_ERROR
+    if args.detailed_exitcode and any(p.has_changes for p in plans):
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- emulator
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from controller.emulator import run_server
 
     if args.scenario is not None and not args.scenario.is_file():
-        print(
-            f"machine-reconciler: error: scenario file not found: {args.scenario}", file=sys.stderr
-        )
-        return EXIT_ERROR
+        raise ConfigError(f"scenario file not found: {args.scenario}")
     run_server(args.host, args.port, scenario=args.scenario, token=args.token, seed=args.seed)
     return EXIT_OK

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,10 +16,10 @@ from pydantic import SecretStr
 from controller.clock import FakeClock
 from controller.errors import Unauthorized
 from controller.flyapi import MachinesClient
+from tests.e2e.conftest import TOKEN, EmulatorProcess
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "e2e-token-0123456789"
 SCENARIO = """
 behaviour: {boot_seconds: 0.1, rate_limits: false}
 fixtures:
@@ -34,56 +31,13 @@ fixtures:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def emulator_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def emulator_process(
+    tmp_path: Path, start_emulator: EmulatorProcess
+) -> tuple[str, subprocess.Popen[bytes]]:
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(SCENARIO)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "controller",
-            "emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-            "--scenario",
-            str(scenario),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/_emulator/state", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                output = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"emulator did not start (rc={proc.poll()}):\n{output}")
-            time.sleep(0.05)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stdout:
-            proc.stdout.close()
+    return start_emulator(scenario)
 
 
 async def test_emulator_command_serves_the_api_to_the_client(

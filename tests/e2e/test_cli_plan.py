@@ -1,0 +1,101 @@
+"""``validate`` and ``plan`` as a user runs them: subprocesses against the served emulator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import EmulatorProcess, control, run_cli
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
+
+
+@pytest.fixture
+def desired(tmp_path: Path) -> Path:
+    """A copy of the shipped example directory."""
+    target = tmp_path / "desired"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+def test_validate_accepts_the_shipped_examples(desired: Path) -> None:
+    """The examples in desired_state/ are valid: exit 0."""
+    result = run_cli("validate", str(desired), url="http://127.0.0.1:9")
+    assert result.returncode == 0, result.stderr
+    assert "ok: 2 app(s)" in result.stdout
+
+
+def test_validate_names_file_line_column_and_field(desired: Path) -> None:
+    """A typo is reported as file:line:col: field: message, exit 1, no traceback."""
+    broken = desired / "acme-jobs.yaml"
+    broken.write_text(broken.read_text().replace("memory_mb: 2048", "memroy_mb: 2048"))
+    result = run_cli("validate", str(desired), url="http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert f"{broken}:" in result.stderr
+    assert "memroy_mb" in result.stderr
+    assert "Traceback" not in result.stderr
+    line = next(ln for ln in result.stderr.splitlines() if "memroy_mb" in ln)
+    _, line_no, col, *_ = line.split(":")
+    assert int(line_no) > 1
+    assert int(col) >= 1
+
+
+def test_plan_against_empty_apps_shows_creates_and_exit_2(
+    desired: Path, start_emulator: EmulatorProcess
+) -> None:
+    """With no machines live, plan lists creates; --detailed-exitcode gives 2; only reads."""
+    url, _ = start_emulator()
+    control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
+    result = run_cli("plan", str(desired), "--detailed-exitcode", url=url)
+    assert result.returncode == 2, result.stderr
+    assert "+ create web-ams-0" in result.stdout
+    assert "Plan: 9 to create, 0 to update, 0 to destroy." in result.stdout
+    methods = {entry["method"] for entry in control(url, "GET", "/requests")}
+    assert methods == {"GET"}, "plan never writes"
+
+    as_json = run_cli("plan", str(desired), "--output", "json", "--app", "acme-jobs", url=url)
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["summary"]["create"] == 3
+    assert {r["app"] for r in document["machines"]} == {"acme-jobs"}
+    assert {r["action"] for r in document["machines"]} == {"create"}
+    assert "redis://" not in as_json.stdout, "env values are sensitive"
+
+
+def test_plan_with_a_missing_token_is_one_line(desired: Path) -> None:
+    """No token: one clear line, exit 1."""
+    result = run_cli("plan", str(desired), url="http://127.0.0.1:9", FLY_API_TOKEN="")
+    assert result.returncode == 1
+    assert "token" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plan_with_a_wrong_token_fails_per_app(
+    desired: Path, start_emulator: EmulatorProcess
+) -> None:
+    """401 from the API: the error names the app and the status; exit 1; token not printed."""
+    url, _ = start_emulator()
+    result = run_cli("plan", str(desired), url=url, FLY_API_TOKEN="wrong-token-value")
+    assert result.returncode == 1
+    assert "401" in result.stderr
+    assert "wrong-token-value" not in result.stderr + result.stdout
+
+
+def test_plan_embedded_needs_no_token(desired: Path) -> None:
+    """--embedded plans against the in-process emulator seeded with a drifted fleet."""
+    result = run_cli(
+        "plan",
+        str(desired),
+        "--embedded",
+        "--detailed-exitcode",
+        url="http://127.0.0.1:9",
+        FLY_API_TOKEN="",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "~ update" in result.stdout
+    assert "unmanaged machines" in result.stdout
