@@ -1,0 +1,168 @@
+"""Creating one machine without ever making a duplicate (DESIGN.md 5, FLY_API.md 1.3).
+
+``POST /machines`` with the slot's config plus a fresh ``reconciler/launch`` tag and
+``lease_ttl`` = the group's ``wait_timeout`` (the nonce comes back on the machine), then wait
+until it runs healthily and release that lease.  A create that fails *ambiguously* (timeout,
+dropped connection, 408, 5xx) may have created the machine anyway, so before trying again the
+machines are re-listed by the launch tag (after a short delay): a machine found is adopted, and
+the lease its lost response carried is recognised as ours (see
+:meth:`CreateOps.own_create_lease`) so it can be released.  Attempts are bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from controller.errors import FlyAPIError
+from controller.flyapi import Machine
+from controller.leasing import HeldLease
+from controller.model.actual import LAUNCH_KEY
+from controller.model.desired import DEFAULT_WAIT_TIMEOUT_S, DesiredGroup
+from controller.operations import Attempts, MachineOps, ambiguous, to_live_machine
+from controller.outcomes import MachineResult, Outcome
+from controller.plan import Create, with_launch
+from controller.waiting import MachineGone, Unhealthy
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CreateOps"]
+
+#: Clock skew tolerated when recognising the lease of our own create (seconds).
+_CREATE_LEASE_SKEW = 30.0
+
+
+class CreateOps(MachineOps):
+    """The create operation (see the module docstring)."""
+
+    async def create(self, action: Create, group: DesiredGroup | None) -> MachineResult:
+        """Apply one planned create; always returns its result (API errors included)."""
+        wait_timeout = group.update.wait_timeout if group is not None else DEFAULT_WAIT_TIMEOUT_S
+        launch_id = self.ex.launch_ids()
+        attempts = Attempts()
+        async with self.ex.limiter:
+            try:
+                written = self.clock.now()
+                machine, held = await self.create_or_adopt(
+                    action, launch_id, wait_timeout, attempts
+                )
+            except FlyAPIError as exc:
+                return self.failure(action, exc, attempts.n)
+            try:
+                return await self.await_created(action, machine, wait_timeout, attempts, written)
+            finally:
+                if held is not None:
+                    await self.ex.leaser.release(held)
+
+    async def await_created(
+        self,
+        action: Create,
+        machine: Machine,
+        wait_timeout: float,
+        attempts: Attempts,
+        written: float,
+    ) -> MachineResult:
+        """Wait until the new ``machine`` runs healthily; its result."""
+        version = machine.version or ""
+        self.progress(action, "waiting", f"waiting for version {version}", machine.id)
+        try:
+            await self.ex.waiter.until_healthy(
+                self.app,
+                machine.id,
+                version,
+                running=True,
+                wait_timeout=wait_timeout,
+                just_created=True,
+                since=written,
+                on_checking=lambda: self.progress(action, "checking", machine_id=machine.id),
+            )
+        except Unhealthy as exc:
+            return self.result(
+                action,
+                Outcome.UNHEALTHY,
+                machine_id=machine.id,
+                attempts=attempts.n,
+                message=str(exc),
+            )
+        except MachineGone as exc:
+            return self.result(
+                action, Outcome.GONE, machine_id=machine.id, attempts=attempts.n, message=str(exc)
+            )
+        except FlyAPIError as exc:
+            return self.failure(action, exc, attempts.n, machine_id=machine.id)
+        return self.result(
+            action,
+            Outcome.OK,
+            machine_id=machine.id,
+            attempts=attempts.n,
+            message=f"created, running version {version}",
+            version=version,
+        )
+
+    async def create_or_adopt(
+        self, action: Create, launch_id: str, wait_timeout: float, attempts: Attempts
+    ) -> tuple[Machine, HeldLease | None]:
+        """Create the machine, or find the one an ambiguous failure created anyway."""
+        settings = self.ex.settings
+        config = with_launch(action.config, launch_id)
+        ttl = max(1, math.ceil(wait_timeout))
+        last: FlyAPIError | None = None
+        for attempt in range(1, settings.create_attempts + 1):
+            attempts.n = attempt
+            sent_at = self.clock.now()
+            self.progress(action, "writing", f"create in {action.region}")
+            try:
+                machine = await self.client.create_machine(
+                    self.app, config=config, region=action.region, lease_ttl=ttl
+                )
+            except FlyAPIError as exc:
+                if not ambiguous(exc):
+                    raise
+                last = exc
+            else:
+                held = None
+                if machine.nonce:
+                    held = HeldLease(self.app, machine.id, machine.nonce, machine.version, None)
+                return machine, held
+            # The create may have happened (silent success): look for its launch tag first.
+            await self.clock.sleep(settings.create_relist_delay * self.ex.rng.uniform(1.0, 1.5))
+            found = await self.client.list_machines(self.app, metadata={LAUNCH_KEY: launch_id})
+            alive = [m for m in found if not to_live_machine(m).gone]
+            if alive:
+                machine = min(alive, key=lambda m: (m.created_at or "", m.id))
+                if len(alive) > 1:
+                    logger.error(
+                        "%s: %d machines carry launch tag %s", self.app, len(alive), launch_id
+                    )
+                self.progress(action, "adopted", "found after an ambiguous failure", machine.id)
+                return machine, await self.own_create_lease(machine, sent_at, ttl)
+        if last is None:  # unreachable: create_attempts >= 1 and the loop only falls through
+            raise RuntimeError("create loop ended without an attempt")  # after failures
+        raise last
+
+    async def own_create_lease(
+        self, machine: Machine, sent_at: float, ttl: int
+    ) -> HeldLease | None:
+        """The nonce of the lease our lost create response carried, when provably ours.
+
+        The create asked for a ``ttl``-second lease; until it expires nobody else can hold
+        one.  So a live lease on the machine's first version, expiring where ours must
+        (``sent_at + ttl``, within clock skew), owned by our identity when we know it, is
+        ours: we read its nonce only to release it.  Anything else is left alone.
+        """
+        try:
+            lease = await self.client.get_lease(self.app, machine.id)
+        except FlyAPIError:
+            return None
+        if lease.nonce is None or lease.expires_at is None:
+            return None
+        if lease.version and machine.version and lease.version != machine.version:
+            return None
+        owner = self.ex.leaser.owner
+        if owner and lease.owner and lease.owner != owner:
+            return None
+        earliest = sent_at + ttl - _CREATE_LEASE_SKEW
+        latest = self.clock.now() + ttl + _CREATE_LEASE_SKEW
+        if not earliest <= lease.expires_at <= latest:
+            return None
+        return HeldLease(self.app, machine.id, lease.nonce, lease.version, lease.owner)

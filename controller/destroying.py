@@ -1,0 +1,103 @@
+"""Destroying one managed machine (DESIGN.md 5): lease, re-read, ``DELETE ?force=true``.
+
+The planner only plans destroys of managed machines; the re-read under the lease makes sure
+that is still true (and that the machine still holds the planned slot) before anything is
+destroyed, otherwise the action is ``refused``.  A 404 anywhere means already gone: success.
+After the delete, the executor waits (bounded by ``destroy_wait``) for ``destroyed``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from controller.errors import FlyAPIError, NotFound, PreconditionFailed, WaitTimeout
+from controller.leasing import HeldLease, LeaseBusy
+from controller.operations import Attempts, MachineOps, to_live_machine
+from controller.outcomes import MachineResult, Outcome
+from controller.plan import Destroy
+from controller.waiting import MachineGone
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DestroyOps", "NotOurs"]
+
+
+class NotOurs(Exception):
+    """A machine planned for destruction is no longer a managed machine of that slot."""
+
+
+class DestroyOps(MachineOps):
+    """The destroy operation (see the module docstring)."""
+
+    async def destroy(self, action: Destroy) -> MachineResult:
+        """Apply one planned destroy; always returns its result (API errors included)."""
+        attempts = Attempts()
+
+        async def body(held: HeldLease) -> MachineResult:
+            return await self.destroy_leased(action, held, attempts)
+
+        try:
+            return await self.leased(action, body)
+        except LeaseBusy as busy:
+            return self.lease_held(action, busy)
+        except (MachineGone, NotFound):
+            return self.result(action, Outcome.OK, attempts=attempts.n, message="already gone")
+        except NotOurs as exc:
+            return self.result(action, Outcome.REFUSED, attempts=attempts.n, message=str(exc))
+        except PreconditionFailed as exc:
+            if await self.is_gone(action.machine_id):
+                return self.result(
+                    action, Outcome.OK, attempts=attempts.n, message="already being destroyed"
+                )
+            return self.failure(action, exc, attempts.n)
+        except FlyAPIError as exc:
+            return self.failure(action, exc, attempts.n)
+
+    async def destroy_leased(
+        self, action: Destroy, held: HeldLease, attempts: Attempts
+    ) -> MachineResult:
+        """The part of :meth:`destroy` that runs under the lease ``held``."""
+        try:
+            live = to_live_machine(await self.client.get_machine(self.app, action.machine_id))
+        except NotFound:
+            raise MachineGone("machine not found") from None
+        if not live.managed or (action.slot is not None and live.slot != action.slot):
+            raise NotOurs(
+                f"refusing to destroy: the machine is no longer a managed machine of slot "
+                f"{action.slot}"
+            )
+        if live.gone:
+            return self.result(action, Outcome.OK, message=f"already {live.state}")
+        attempts.n += 1
+        self.progress(action, "destroying", action.reason)
+        try:
+            await self.client.destroy_machine(
+                self.app, action.machine_id, force=True, nonce=held.nonce
+            )
+        except NotFound:
+            raise MachineGone("machine not found") from None
+        held.released = True  # the lease goes with the machine
+        await self.wait_destroyed(action.machine_id)
+        return self.result(action, Outcome.OK, attempts=attempts.n, message="destroyed")
+
+    async def wait_destroyed(self, machine_id: str) -> None:
+        """Wait (bounded by ``destroy_wait``) for ``destroyed``; never fails the action."""
+        settings = self.ex.settings
+        deadline = self.clock.monotonic() + settings.destroy_wait
+        while (remaining := deadline - self.clock.monotonic()) > 0:
+            try:
+                await self.client.wait_machine(
+                    self.app,
+                    machine_id,
+                    state="destroyed",
+                    timeout=min(settings.wait_chunk, remaining),
+                )
+            except NotFound:
+                return
+            except WaitTimeout:
+                continue
+            except FlyAPIError as exc:
+                logger.info("%s/%s: not waiting for destroyed: %s", self.app, machine_id, exc)
+                return
+            else:
+                return

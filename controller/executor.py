@@ -1,0 +1,267 @@
+"""The executor: applies one app's plan to Fly Machines, safely (DESIGN.md 5 and 6).
+
+It never decides *what* to do (that is :func:`controller.plan.plan`); it decides *how*:
+
+* **Order** (:mod:`controller.rollout`): groups in file order; in a group, creates (bounded
+  concurrency) and then updates in batches of ``max_unavailable``; destroys last.  At most
+  ``max_in_flight`` (8) machine operations run at once, across every app sharing the executor
+  (one ``anyio.CapacityLimiter``; a machine waiting for someone else's lease holds no slot).
+* **Update** of one machine: lease (short TTL, refreshed in the background,
+  :mod:`controller.leasing`; someone else's lease is waited for up to ``lease_wait``, never
+  cleared); if the lease shows another version than planned, re-read and re-plan that machine;
+  ``POST`` the full desired config with ``current_version`` and the lease nonce; on a 409
+  version conflict re-read, re-plan and retry with jittered backoff (bounded, then requeue);
+  then wait, verify and require health (:mod:`controller.waiting`); release the lease.
+* **Create**: ``POST`` with ``lease_ttl`` and a fresh ``reconciler/launch`` tag.  After an
+  ambiguous failure (timeout, dropped connection, 408, 5xx) it re-lists by that tag before
+  trying again, and adopts the machine if it exists: a create never makes a duplicate.
+* **Destroy**: lease, re-read (only managed machines of the planned slot are destroyed), then
+  ``DELETE ?force=true``; 404 means already gone.
+* **Halting**: a machine that does not become healthy halts its group's rollout: nothing more
+  of that group is attempted (``rollout_halted``), other groups and apps carry on.
+* **Errors** follow DESIGN.md 6 through :func:`controller.retry.classify`; every action ends
+  in exactly one :class:`~controller.outcomes.MachineResult`.
+
+Clock, sleeping, jitter (``rng``) and launch ids are injected.  ``on_event`` receives every
+:class:`~controller.outcomes.Progress` step and final result (exceptions in it are logged and
+ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+
+import anyio
+
+from controller.clock import Clock
+from controller.creating import CreateOps
+from controller.destroying import DestroyOps
+from controller.flyapi import MachinesClient
+from controller.leasing import Leaser
+from controller.model.desired import DesiredApp, DesiredGroup
+from controller.operations import Action, new_launch_id, to_live_machine
+from controller.outcomes import FATAL_ERROR_CLASSES, AppResult, Event, MachineResult, Outcome
+from controller.plan import AppPlan, Create, Destroy, NoOp, Update
+from controller.rollout import ExecutorSettings, GroupWork, batch_size, batches, group_work
+from controller.updating import UpdateOps
+from controller.waiting import Waiter
+
+__all__ = [
+    "Executor",
+    "ExecutorSettings",
+    "execute",
+    "new_launch_id",
+    "to_live_machine",
+]
+
+logger = logging.getLogger(__name__)
+
+OnEvent = Callable[[Event], None]
+
+
+class Executor:
+    """Applies plans through one :class:`~controller.flyapi.MachinesClient`.
+
+    One executor may run several apps concurrently (``execute`` from several tasks): they
+    share the ``max_in_flight`` limiter.  Pass ``limiter`` to share it wider still.
+    """
+
+    def __init__(
+        self,
+        client: MachinesClient,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        settings: ExecutorSettings | None = None,
+        launch_ids: Callable[[], str] = new_launch_id,
+        on_event: OnEvent | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.rng = rng
+        self.settings = settings or ExecutorSettings()
+        self.launch_ids = launch_ids
+        self.on_event = on_event
+        self.limiter = limiter or anyio.CapacityLimiter(self.settings.max_in_flight)
+        self.leaser = Leaser(client, clock=clock, rng=rng, policy=self.settings.lease_policy())
+        self.waiter = Waiter(client, clock=clock, rng=rng, policy=self.settings.wait_policy())
+        self.policy = self.settings.retry_policy()
+
+    async def execute(
+        self, app_plan: AppPlan, desired: DesiredApp, *, relisted: bool = False
+    ) -> AppResult:
+        """Apply ``app_plan`` (made from ``desired``): one result per action, in plan order.
+
+        A refused plan is not run: its changes come back ``refused``.  A plan that still
+        ``needs_relist`` is a caller error (re-list and re-plan first, see the reconciler).
+        ``relisted`` is only recorded in the result.
+        """
+        if app_plan.app != desired.app:
+            raise ValueError(f"plan for {app_plan.app!r} but desired state for {desired.app!r}")
+        if app_plan.needs_relist:
+            raise ValueError("this plan needs a re-list before it may create machines")
+        results = await _AppRun(self, app_plan, desired).run()
+        return AppResult(app=app_plan.app, results=results, plan=app_plan, relisted=relisted)
+
+    def emit(self, event: Event) -> None:
+        """Send ``event`` to ``on_event`` and log final results."""
+        if isinstance(event, MachineResult):
+            level = logging.INFO if event.done else logging.WARNING
+            logger.log(
+                level,
+                "%s/%s",
+                event.app,
+                event.describe(),
+                extra={
+                    "app": event.app,
+                    "machine_id": event.machine_id,
+                    "slot": event.slot,
+                    "action": event.action,
+                    "outcome": event.outcome.value,
+                    "attempts": event.attempts,
+                    "request_id": event.request_id,
+                },
+            )
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:  # a broken progress display must not break a rollout
+            logger.exception("on_event callback failed")
+
+
+async def execute(
+    app_plan: AppPlan,
+    desired: DesiredApp,
+    *,
+    client: MachinesClient,
+    clock: Clock,
+    rng: random.Random,
+    settings: ExecutorSettings | None = None,
+    launch_ids: Callable[[], str] = new_launch_id,
+    on_event: OnEvent | None = None,
+) -> AppResult:
+    """Apply one plan with a one-off :class:`Executor` (see :meth:`Executor.execute`)."""
+    executor = Executor(
+        client, clock=clock, rng=rng, settings=settings, launch_ids=launch_ids, on_event=on_event
+    )
+    return await executor.execute(app_plan, desired)
+
+
+# ------------------------------------------------------------------------------ one app
+
+
+class _AppRun(UpdateOps, CreateOps, DestroyOps):
+    """The state of one app's execution: results, halted groups, cooldowns, fatal errors."""
+
+    def __init__(self, ex: Executor, app_plan: AppPlan, desired: DesiredApp) -> None:
+        super().__init__(ex, app_plan, desired)
+        self._index = {id(a): i for i, a in enumerate(app_plan.actions)}
+        self._results: list[MachineResult | None] = [None] * len(app_plan.actions)
+        self.halted: dict[str | None, MachineResult] = {}
+        self.quota_block: MachineResult | None = None
+        self.capacity_block: dict[str, MachineResult] = {}
+        self.fatal: MachineResult | None = None
+
+    # ------------------------------------------------------------------ orchestration
+
+    async def run(self) -> tuple[MachineResult, ...]:
+        refused = self.plan.refused
+        for action in self.plan.actions:
+            if isinstance(action, NoOp):
+                self.record(action, self.result(action, Outcome.NOOP, message=action.reason))
+            elif refused is not None:
+                self.record(action, self.result(action, Outcome.REFUSED, message=refused.reason))
+        if refused is None:
+            works = group_work(self.plan, self.desired)
+            for work in works:
+                await self._group(work)
+            limiter = anyio.CapacityLimiter(self.ex.settings.destroy_concurrency)
+            async with anyio.create_task_group() as tg:
+                for work in works:
+                    for destroy in work.destroys:
+                        tg.start_soon(self._task, destroy, work, limiter)
+        return tuple(r for r in self._results if r is not None)
+
+    async def _group(self, work: GroupWork) -> None:
+        if work.creates:
+            limiter = anyio.CapacityLimiter(self.ex.settings.create_concurrency)
+            async with anyio.create_task_group() as tg:
+                for create in work.creates:
+                    tg.start_soon(self._task, create, work, limiter)
+        if not work.updates:
+            return
+        machines = len(work.creates) + len(work.updates) + len(work.noops)
+        for batch in batches(work.updates, batch_size(work.group, machines)):
+            async with anyio.create_task_group() as tg:
+                for update in batch:
+                    tg.start_soon(self._task, update, work, None)
+
+    async def _task(
+        self, action: Action, work: GroupWork, limiter: anyio.CapacityLimiter | None
+    ) -> None:
+        if limiter is not None:
+            async with limiter:
+                result = self._skipped(action, work) or await self._apply(action, work.group)
+        else:
+            result = self._skipped(action, work) or await self._apply(action, work.group)
+        self.record(action, result)
+
+    async def _apply(self, action: Action, group: DesiredGroup | None) -> MachineResult:
+        if isinstance(action, Create):
+            return await self.create(action, group)
+        if isinstance(action, Update):
+            return await self.update(action, group)
+        if isinstance(action, Destroy):
+            return await self.destroy(action)
+        return self.result(action, Outcome.NOOP, message=action.reason)
+
+    def _skipped(self, action: Action, work: GroupWork) -> MachineResult | None:
+        """A result for an action that must not be attempted now, else None."""
+        if self.fatal is not None:
+            return self.result(
+                action,
+                Outcome.ERROR,
+                message=f"not attempted: {self.fatal.error_class} earlier in this run",
+            )
+        halted = self.halted.get(work.name)
+        if halted is not None:
+            return self.result(
+                action,
+                Outcome.ROLLOUT_HALTED,
+                message=f"not attempted: the rollout of group {work.name} halted "
+                f"({halted.slot or halted.machine_id} did not become healthy)",
+            )
+        if isinstance(action, Create):
+            if self.quota_block is not None:
+                return self.result(
+                    action,
+                    Outcome.QUOTA,
+                    message="not attempted: the org quota was reached earlier in this run",
+                    retry_after=self.quota_block.retry_after,
+                )
+            capacity = self.capacity_block.get(action.region)
+            if capacity is not None:
+                return self.result(
+                    action,
+                    Outcome.CAPACITY,
+                    message=f"not attempted: no capacity in {action.region} earlier in this run",
+                    retry_after=capacity.retry_after,
+                )
+        return None
+
+    def record(self, action: Action, result: MachineResult) -> None:
+        """Keep ``result`` (in plan order), update the run's conditions, emit it."""
+        self._results[self._index[id(action)]] = result
+        if result.outcome is Outcome.UNHEALTHY:
+            self.halted.setdefault(result.group, result)
+        elif result.outcome is Outcome.QUOTA and self.quota_block is None and result.attempts:
+            self.quota_block = result
+        elif result.outcome is Outcome.CAPACITY and isinstance(action, Create) and result.attempts:
+            self.capacity_block.setdefault(action.region, result)
+        if result.error_class in FATAL_ERROR_CLASSES and self.fatal is None:
+            self.fatal = result
+        self.ex.emit(result)

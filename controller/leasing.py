@@ -1,0 +1,250 @@
+"""Machine leases for the executor: acquire, keep alive while working, always release.
+
+A Fly lease is a cooperative per-machine lock (FLY_API.md 1.7, 4.1).  The executor holds one
+around every mutation of an existing machine, the way ``fly deploy`` does: a **short TTL**
+(15 s) **refreshed** every 5 s by a background task while the machine is being worked on, so a
+killed controller strands a lease for seconds, not the 30 minutes flyctl once used.
+
+* :meth:`Leaser.try_acquire` makes one acquisition (retrying only ambiguous failures, which at
+  worst leave a lease of our own that expires by itself).  Someone else's lease raises
+  :class:`~controller.errors.LeaseHeld`; :meth:`Leaser.wait_delay` says how long to wait for
+  it.  We never clear or reuse a lease we did not create.
+* :meth:`Leaser.run` runs the caller's work while a task refreshes the lease.  If a refresh
+  shows the lease is gone (:class:`~controller.errors.LeaseLost`, someone else's
+  :class:`~controller.errors.LeaseHeld`, or the machine's :class:`~controller.errors.NotFound`)
+  the work is cancelled and that error is raised: the machine is abandoned for this pass.
+* :meth:`Leaser.release` runs in a ``finally``, shielded from cancellation and bounded by a
+  timeout, so a cancelled pass still lets go of its leases; "lease not found" is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+
+from controller.clock import Clock
+from controller.errors import (
+    FlyAPIError,
+    LeaseHeld,
+    LeaseLost,
+    NotFound,
+)
+from controller.flyapi import Lease, MachinesClient
+from controller.retry import Backoff, CheckThenRetry, RetryAfter, classify
+
+__all__ = ["HeldLease", "LeaseBusy", "LeasePolicy", "Leaser"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LeasePolicy:
+    """Lease timings, seconds.  ``wait`` bounds the total wait for another holder."""
+
+    ttl: int = 15
+    refresh_every: float = 5.0
+    wait: float = 60.0
+    retry_cap: float = 15.0
+    """Longest single sleep while another holder keeps the lease (then look again)."""
+    retry_min: float = 0.5
+    """Shortest sleep before looking again (an expiry in the past still waits this long)."""
+    unknown_expiry: float = 5.0
+    """Sleep when the 409 does not say when the lease expires."""
+    release_timeout: float = 5.0
+    ambiguous_retries: int = 3
+    """Extra tries of an acquisition that failed ambiguously (5xx, timeout, dropped)."""
+    description: str = "machine-reconciler"
+
+    def __post_init__(self) -> None:
+        if self.ttl < 1:
+            raise ValueError("lease ttl must be at least 1 second")
+        if not 0 < self.refresh_every < self.ttl:
+            raise ValueError("lease refresh interval must be positive and shorter than the ttl")
+        if self.wait < 0 or self.retry_cap <= 0 or self.retry_min < 0:
+            raise ValueError("lease wait times must not be negative")
+
+
+@dataclass(slots=True)
+class HeldLease:
+    """A lease we hold.  ``version`` is the machine version when it was granted.
+
+    ``nonce`` can change once: a refresh that finds our lease lapsed gets a new one (of ours),
+    which is then the one to release.  ``lost`` is set when the lease was lost while working;
+    ``released`` when it is known to be gone already (the machine was destroyed).
+    """
+
+    app: str
+    machine_id: str
+    nonce: str
+    version: str | None
+    owner: str | None
+    lost: FlyAPIError | None = None
+    released: bool = False
+
+
+class LeaseBusy(Exception):
+    """Another holder kept the machine's lease for longer than ``LeasePolicy.wait``."""
+
+    def __init__(self, last: LeaseHeld, *, tries: int, retry_after: float) -> None:
+        holder = last.holder or "another holder"
+        super().__init__(f"lease held by {holder} for longer than the lease wait")
+        self.last = last
+        self.tries = tries
+        self.retry_after = retry_after
+
+
+class Leaser:
+    """Acquire / keep / release leases through one client (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: MachinesClient,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        policy: LeasePolicy,
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._rng = rng
+        self.policy = policy
+        self._backoff = Backoff(base=0.5, cap=5.0, minimum=0.2)
+        self.owner: str | None = None
+        """Our own identity as Fly reports it on our leases (learnt from the first one)."""
+
+    # ------------------------------------------------------------------ acquire
+
+    async def try_acquire(self, app: str, machine_id: str) -> HeldLease:
+        """One acquisition.  Raises :class:`LeaseHeld` (someone else holds it) or the error.
+
+        Ambiguous failures are retried a few times: if the first request did create a lease,
+        the retry answers 409 held by *us*, which then simply expires after ``ttl``.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                lease = await self._client.acquire_lease(
+                    app, machine_id, ttl=self.policy.ttl, description=self.policy.description
+                )
+            except LeaseHeld:
+                raise
+            except FlyAPIError as exc:
+                decision = classify(exc, attempt=attempt, idempotent=False, rng=self._rng)
+                retry = isinstance(decision, RetryAfter | CheckThenRetry)
+                if not retry or attempt > self.policy.ambiguous_retries:
+                    raise
+                await self._clock.sleep(self._backoff.delay(attempt, self._rng))
+                continue
+            return self._held(app, machine_id, lease)
+
+    def _held(self, app: str, machine_id: str, lease: Lease) -> HeldLease:
+        if lease.nonce is None:
+            raise FlyAPIError(
+                method="POST",
+                path=f"/v1/apps/{app}/machines/{machine_id}/lease",
+                status=200,
+                detail="lease granted without a nonce",
+            )
+        if lease.owner and self.owner is None:
+            self.owner = lease.owner
+        return HeldLease(app, machine_id, lease.nonce, lease.version, lease.owner)
+
+    def wait_delay(self, exc: LeaseHeld) -> float:
+        """Seconds to wait before asking again: until the holder's ``expires_at``, capped."""
+        if exc.expires_at is None:
+            return self.policy.unknown_expiry
+        remaining = exc.expires_at.timestamp() - self._clock.now()
+        # Fly prints whole seconds: look again just after the printed expiry.
+        return min(self.policy.retry_cap, max(self.policy.retry_min, remaining + 0.5))
+
+    def expiry_hint(self, exc: LeaseHeld) -> float:
+        """Seconds until the holder's lease expires (for ``retry_after``), at least 1."""
+        if exc.expires_at is None:
+            return self.policy.unknown_expiry
+        return max(1.0, math.ceil(exc.expires_at.timestamp() - self._clock.now()))
+
+    # ------------------------------------------------------------------ keep and release
+
+    async def run(self, held: HeldLease, body: Callable[[HeldLease], Awaitable[T]]) -> T:
+        """Run ``body(held)`` while refreshing the lease; release it afterwards, always.
+
+        Raises the loss (``LeaseLost``, ``LeaseHeld``, ``NotFound``) if the lease was lost
+        before ``body`` finished (``body`` is cancelled then), else whatever ``body`` raised.
+        """
+        outcome: list[T] = []
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep_alive, held, tg.cancel_scope)
+                try:
+                    outcome.append(await body(held))
+                except Exception as exc:  # re-raised below, outside the task group
+                    failure = exc
+                tg.cancel_scope.cancel()
+        finally:
+            await self.release(held)
+        if outcome:  # the work finished; a loss noticed at the same moment no longer matters
+            return outcome[0]
+        if held.lost is not None:
+            raise held.lost from failure
+        if failure is not None:
+            raise failure
+        raise RuntimeError("leased work ended without a result")  # unreachable
+
+    async def _keep_alive(self, held: HeldLease, scope: anyio.CancelScope) -> None:
+        while True:
+            await self._clock.sleep(self.policy.refresh_every)
+            try:
+                lease = await self._client.refresh_lease(
+                    held.app, held.machine_id, nonce=held.nonce, ttl=self.policy.ttl
+                )
+            except LeaseLost as exc:
+                # Ours had lapsed and Fly made a fresh lease, for us: release that one.
+                if exc.new_nonce:
+                    held.nonce = exc.new_nonce
+                held.lost = exc
+            except (LeaseHeld, NotFound) as exc:
+                held.lost = exc
+            except FlyAPIError as exc:
+                # Transient (already retried by the client): the next refresh tries again.
+                logger.warning(
+                    "lease refresh for %s/%s failed: %s", held.app, held.machine_id, exc.message
+                )
+                continue
+            else:
+                if lease.version:
+                    held.version = lease.version
+                continue
+            logger.warning(
+                "lost the lease on %s/%s: %s", held.app, held.machine_id, held.lost.error_class
+            )
+            scope.cancel()
+            return
+
+    async def release(self, held: HeldLease) -> None:
+        """Release ``held``; shielded from cancellation, bounded, "not found" ignored."""
+        if held.released:
+            return
+        held.released = True
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.policy.release_timeout):
+            try:
+                await self._client.release_lease(held.app, held.machine_id, nonce=held.nonce)
+            except NotFound:  # lease expired, or the machine is gone with its lease
+                pass
+            except FlyAPIError as exc:
+                logger.warning(
+                    "could not release the lease on %s/%s (it expires in %ss by itself): %s",
+                    held.app,
+                    held.machine_id,
+                    self.policy.ttl,
+                    exc.message,
+                )

@@ -1,0 +1,159 @@
+"""Rollout policy: the executor's settings and how a plan is cut into ordered work.
+
+DESIGN.md 5: per app, groups in file order; inside a group, updates roll in batches of the
+group's ``max_unavailable`` (a fraction of the group's machine count, at least 1, or an absolute
+count when >= 1); creates run with bounded concurrency; destroys run last.  This module is pure
+(no I/O): :func:`group_work` orders the plan, :func:`batches` cuts a group's updates, and
+:class:`ExecutorSettings` holds every number the executor uses, with its default.
+
+Within a group the executor runs creates *before* updates: a new machine that fails to become
+healthy halts the group before any existing machine is touched (a free canary), and adding
+capacity first keeps the group's serving capacity up during the rolling updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from controller.leasing import LeasePolicy
+from controller.model.desired import DesiredApp, DesiredGroup
+from controller.plan import AppPlan, Create, Destroy, NoOp, Update
+from controller.retry import Backoff, RetryPolicy
+from controller.waiting import WaitPolicy
+
+__all__ = ["ExecutorSettings", "GroupWork", "batch_size", "batches", "group_work"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    """Every number of the executor (seconds unless said otherwise), with its default."""
+
+    max_in_flight: int = 8
+    """Machine operations in flight at once, across every app sharing the executor."""
+    create_concurrency: int = 4
+    """Creates of one group running at once (the overall cap still applies)."""
+    destroy_concurrency: int = 4
+    """Destroys of one app running at once."""
+    lease_ttl: int = 15
+    lease_refresh: float = 5.0
+    lease_wait: float = 60.0
+    """How long to wait for another holder's lease before giving up (``--lease-wait``)."""
+    lease_retry_cap: float = 15.0
+    """Longest single sleep between two looks at another holder's lease."""
+    release_timeout: float = 5.0
+    conflict_retries: int = 5
+    """Re-read/re-plan/retry rounds after 409 version conflicts before requeueing."""
+    conflict_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.1, cap=5.0))
+    conflict_requeue: float = 5.0
+    capacity_backoff: Backoff = field(default_factory=lambda: Backoff(base=30.0, cap=900.0))
+    """Cooldown hint after capacity/quota errors (30 s doubling to 15 min)."""
+    wait_chunk: float = 60.0
+    check_poll_min: float = 1.0
+    check_poll_max: float = 2.0
+    smoke_seconds: float = 10.0
+    created_404_grace: float = 10.0
+    create_attempts: int = 3
+    """Creates tried for one slot after ambiguous failures (each preceded by a re-list)."""
+    create_relist_delay: float = 1.0
+    """Pause before re-listing by launch tag after an ambiguous create failure."""
+    destroy_wait: float = 30.0
+    """How long to wait for a destroyed machine to reach ``destroyed`` (0: don't wait)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_in_flight", "create_concurrency", "destroy_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.conflict_retries < 0 or self.create_attempts < 1:
+            raise ValueError("conflict_retries must be >= 0 and create_attempts >= 1")
+        if self.create_relist_delay < 0 or self.destroy_wait < 0:
+            raise ValueError("delays must not be negative")
+        # The nested policies validate the rest.
+        self.lease_policy()
+        self.wait_policy()
+
+    def lease_policy(self) -> LeasePolicy:
+        """The lease timings."""
+        return LeasePolicy(
+            ttl=self.lease_ttl,
+            refresh_every=self.lease_refresh,
+            wait=self.lease_wait,
+            retry_cap=self.lease_retry_cap,
+            release_timeout=self.release_timeout,
+        )
+
+    def wait_policy(self) -> WaitPolicy:
+        """The wait/verify/check timings."""
+        return WaitPolicy(
+            chunk=self.wait_chunk,
+            poll_min=self.check_poll_min,
+            poll_max=self.check_poll_max,
+            smoke=self.smoke_seconds,
+            created_404_grace=self.created_404_grace,
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        """The :func:`controller.retry.classify` policy for decisions made by the executor."""
+        return RetryPolicy(
+            conflict=self.conflict_backoff,
+            max_conflict_retries=self.conflict_retries,
+            lease_requeue_default=self.conflict_requeue,
+            capacity=self.capacity_backoff,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupWork:
+    """One group's share of a plan, in plan order.  ``group`` is None for undeclared groups."""
+
+    name: str | None
+    group: DesiredGroup | None
+    creates: tuple[Create, ...] = ()
+    updates: tuple[Update, ...] = ()
+    destroys: tuple[Destroy, ...] = ()
+    noops: tuple[NoOp, ...] = ()
+
+
+def group_work(plan: AppPlan, desired: DesiredApp) -> list[GroupWork]:
+    """The plan's actions per group: declared groups in file order, then the undeclared ones
+    (managed machines of removed groups, or without readable slot metadata), by name."""
+    declared = [g.name for g in desired.groups]
+    extra = sorted(
+        {a.group for a in plan.actions if a.group not in declared},
+        key=lambda name: (name is None, name or ""),
+    )
+    out: list[GroupWork] = []
+    for name in [*declared, *extra]:
+        acts = [a for a in plan.actions if a.group == name]
+        out.append(
+            GroupWork(
+                name=name,
+                group=desired.group(name) if name is not None else None,
+                creates=tuple(a for a in acts if isinstance(a, Create)),
+                updates=tuple(a for a in acts if isinstance(a, Update)),
+                destroys=tuple(a for a in acts if isinstance(a, Destroy)),
+                noops=tuple(a for a in acts if isinstance(a, NoOp)),
+            )
+        )
+    return out
+
+
+def batch_size(group: DesiredGroup | None, machines: int) -> int:
+    """Updates of ``group`` allowed at once: ``max_unavailable`` of the group's size (>= 1).
+
+    The group's size is its desired machine count, or ``machines`` (those in the plan) when
+    that is larger or the group is not declared.
+    """
+    if group is None:
+        return 1
+    return group.update.batch_size(max(group.size, machines))
+
+
+def batches(items: Sequence[T], size: int) -> list[tuple[T, ...]]:
+    """``items`` in consecutive chunks of ``size`` (the last one may be shorter)."""
+    if size < 1:
+        raise ValueError("batch size must be at least 1")
+    return [tuple(items[i : i + size]) for i in range(0, len(items), size)]

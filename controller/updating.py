@@ -1,0 +1,155 @@
+"""Updating one machine (DESIGN.md 5, steps 1-6).
+
+Under the machine's lease (:meth:`~controller.operations.MachineOps.leased`): if the lease
+shows another version than the plan was made from, re-read and re-plan that machine; ``POST``
+the full desired config with ``current_version`` and the lease nonce (``skip_launch`` for
+stopped, suspended and created machines); on a 409 version conflict re-read, re-plan (it may
+now be a no-op) and retry with jittered backoff from 100 ms, at most ``conflict_retries``
+times, then requeue; finally wait until the machine runs the new version healthily.  A
+re-plan that finds the machine in sync still verifies its health before reporting ``noop``.
+"""
+
+from __future__ import annotations
+
+from controller.errors import FlyAPIError, NotFound, PreconditionFailed, VersionConflict
+from controller.leasing import HeldLease, LeaseBusy
+from controller.model.desired import DEFAULT_WAIT_TIMEOUT_S, DesiredGroup
+from controller.operations import Attempts, MachineOps, to_live_machine
+from controller.outcomes import MachineResult, Outcome
+from controller.plan import SKIP_LAUNCH_STATES, NoOp, Update, plan
+from controller.retry import Replan, classify
+from controller.waiting import MachineGone, Unhealthy
+
+__all__ = ["UpdateOps"]
+
+
+class UpdateOps(MachineOps):
+    """The update operation (see the module docstring)."""
+
+    async def update(self, action: Update, group: DesiredGroup | None) -> MachineResult:
+        """Apply one planned update; always returns its result (API errors included)."""
+        attempts = Attempts()
+        wait_timeout = group.update.wait_timeout if group is not None else DEFAULT_WAIT_TIMEOUT_S
+
+        async def body(held: HeldLease) -> MachineResult:
+            return await self.update_leased(action, held, attempts, wait_timeout)
+
+        try:
+            return await self.leased(action, body)
+        except LeaseBusy as busy:
+            return self.lease_held(action, busy)
+        except Unhealthy as exc:
+            return self.result(action, Outcome.UNHEALTHY, attempts=attempts.n, message=str(exc))
+        except MachineGone as exc:
+            return self.result(action, Outcome.GONE, attempts=attempts.n, message=str(exc))
+        except PreconditionFailed as exc:
+            if await self.is_gone(action.machine_id):
+                return self.result(
+                    action, Outcome.GONE, attempts=attempts.n, message="machine is being destroyed"
+                )
+            return self.failure(action, exc, attempts.n)
+        except FlyAPIError as exc:
+            return self.failure(action, exc, attempts.n)
+
+    async def update_leased(
+        self, planned: Update, held: HeldLease, attempts: Attempts, wait_timeout: float
+    ) -> MachineResult:
+        """The part of :meth:`update` that runs under the lease ``held``."""
+        action = planned
+        if held.version and held.version != planned.current_version:
+            replanned = await self.replan(
+                planned, "the lease shows a newer version", attempts, wait_timeout
+            )
+            if isinstance(replanned, MachineResult):
+                return replanned
+            action = replanned
+        conflicts = 0
+        while True:
+            attempts.n += 1
+            written = self.clock.now()
+            self.progress(action, "writing", f"update from version {action.current_version}")
+            try:
+                updated = await self.client.update_machine(
+                    self.app,
+                    action.machine_id,
+                    config=action.config,
+                    current_version=action.current_version,
+                    nonce=held.nonce,
+                    skip_launch=action.skip_launch,
+                )
+            except VersionConflict as exc:
+                conflicts += 1
+                decision = classify(exc, attempt=conflicts, rng=self.ex.rng, policy=self.ex.policy)
+                if not isinstance(decision, Replan):
+                    raise
+                await self.clock.sleep(decision.after)
+                replanned = await self.replan(
+                    action, "409 version conflict", attempts, wait_timeout
+                )
+                if isinstance(replanned, MachineResult):
+                    return replanned
+                action = replanned
+                continue
+            break
+        version = updated.version or ""
+        self.progress(action, "waiting", f"waiting for version {version}")
+        await self.ex.waiter.until_healthy(
+            self.app,
+            action.machine_id,
+            version,
+            running=not action.skip_launch,
+            wait_timeout=wait_timeout,
+            since=written,
+            on_checking=lambda: self.progress(action, "checking"),
+        )
+        note = " (re-planned after a concurrent change)" if action is not planned else ""
+        return self.result(
+            action,
+            Outcome.OK,
+            attempts=attempts.n,
+            message=f"now running version {version}{note}",
+            version=version,
+        )
+
+    async def replan(
+        self, action: Update, why: str, attempts: Attempts, wait_timeout: float
+    ) -> Update | MachineResult:
+        """Re-read the machine and plan it again: the new :class:`Update`, or a final result.
+
+        A machine found in sync is still verified before ``noop`` is returned: the change may
+        be our own (an update that committed although its response was lost) or someone
+        else's, and either way the rollout must not go on past an unhealthy machine.
+        """
+        try:
+            machine = await self.client.get_machine(self.app, action.machine_id)
+        except NotFound:
+            raise MachineGone("machine not found when re-read") from None
+        again = plan(self.desired, [to_live_machine(machine)])
+        found = next((a for a in again.actions if a.machine_id == action.machine_id), None)
+        self.progress(action, "replanned", why)
+        if isinstance(found, Update):
+            return found
+        if not isinstance(found, NoOp):
+            return self.result(
+                action,
+                Outcome.GONE,
+                attempts=attempts.n,
+                message=f"no longer planned after re-reading ({why}): left alone",
+            )
+        version = machine.version or ""
+        self.progress(action, "waiting", f"verifying version {version}")
+        await self.ex.waiter.until_healthy(
+            self.app,
+            action.machine_id,
+            version,
+            running=machine.state not in SKIP_LAUNCH_STATES,
+            wait_timeout=wait_timeout,
+            on_checking=lambda: self.progress(action, "checking"),
+        )
+        return self.result(
+            action,
+            Outcome.NOOP,
+            attempts=attempts.n,
+            message=f"in sync after re-reading ({why}): {found.reason}",
+            version=version,
+        )

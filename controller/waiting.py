@@ -1,0 +1,315 @@
+"""Waiting for a written machine to really run its new version, and to be healthy.
+
+After an update or a create the executor must not take "200 OK" for success (DESIGN.md 5.5,
+FLY_API.md 4.5): Fly has silently reverted failed updates, machines crash-loop, checks fail.
+:meth:`Waiter.until_healthy` therefore:
+
+1. long-polls ``/wait?state=started&version=<new>&timeout<=60``, looping on 408 until the
+   group's ``wait_timeout``; after each 408 it reads the machine and fails fast when it has
+   exited.  A 404 right after a create is retried for a short grace period;
+2. reads the machine (``GET``) and verifies it runs *that* version in the expected state;
+3. polls ``GET`` every 1-2 s (jittered) until the configured checks (``config.checks`` plus
+   ``config.services[].checks``, counted from the config because the runtime list starts
+   empty) all report passing; a machine without checks must instead stay up, without crash
+   events, for a smoke period.  Crash/exit events since the update fail it at once.
+
+A machine updated with ``skip_launch`` (stopped, suspended or created) is only verified to
+carry the new version and to have stayed down.  Failures raise :class:`Unhealthy` (the group's
+rollout halts) or :class:`MachineGone`; API errors that are not transient propagate.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.clock import Clock
+from controller.errors import BadRequest, FlyAPIError, NotFound, WaitTimeout
+from controller.flyapi import Machine, MachineEvent, MachinesClient
+from controller.model.actual import GONE_STATES
+from controller.retry import Backoff
+
+__all__ = [
+    "MachineGone",
+    "Unhealthy",
+    "WaitPolicy",
+    "Waiter",
+    "configured_checks",
+    "crash_since_update",
+]
+
+#: States a ``skip_launch`` update may leave a machine in (started: someone started it since).
+_DOWN_STATES = frozenset({"stopped", "suspended", "created", "started"})
+#: Events that begin a new machine version: crash events before them are history.
+_VERSION_EVENTS = frozenset({"launch", "update"})
+#: Clock skew between us and Fly tolerated when dating events (seconds).
+_EVENT_SKEW_SECONDS = 10.0
+
+
+class Unhealthy(Exception):
+    """The machine did not run the new version healthily; ``str(exc)`` says why (one line)."""
+
+
+class MachineGone(Exception):
+    """The machine disappeared (404, or destroyed) while we waited for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitPolicy:
+    """Timings of :class:`Waiter`, seconds."""
+
+    chunk: float = 60.0
+    """Longest single ``/wait`` long-poll (Fly accepts 1..60 s)."""
+    poll_min: float = 1.0
+    poll_max: float = 2.0
+    smoke: float = 10.0
+    """How long a machine without checks must stay up without crashing (flyctl: 10 s)."""
+    created_404_grace: float = 10.0
+    """How long a 404 right after a create is retried (FLY_API.md 1.6)."""
+    error_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=2.0, minimum=0.5))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.chunk <= 60:
+            raise ValueError("the /wait chunk must be within 1..60 seconds")
+        if not 0 < self.poll_min <= self.poll_max:
+            raise ValueError("check polling needs 0 < poll_min <= poll_max")
+        if self.smoke < 0 or self.created_404_grace < 0:
+            raise ValueError("smoke and grace periods must not be negative")
+
+
+def configured_checks(config: Mapping[str, Any]) -> int:
+    """How many checks a config defines: ``checks`` entries plus every service's ``checks``."""
+    checks = config.get("checks")
+    count = len(checks) if isinstance(checks, Mapping) else 0
+    for service in config.get("services") or ():
+        if isinstance(service, Mapping):
+            service_checks = service.get("checks")
+            if isinstance(service_checks, list):
+                count += len(service_checks)
+    return count
+
+
+def crash_since_update(events: Iterable[MachineEvent], *, since: float | None = None) -> str | None:
+    """Describe a crash (an unrequested exit) since the newest launch/update event, if any.
+
+    ``since`` (unix seconds, when we wrote the machine) is a second guard in case the event
+    list has no launch/update marker: exits older than it (less a clock-skew margin) are the
+    previous version's history, not a verdict on the new one.
+    """
+    ordered = sorted(events, key=lambda e: e.timestamp or 0, reverse=True)
+    oldest_ms = None if since is None else (since - _EVENT_SKEW_SECONDS) * 1000
+    for event in ordered:
+        if event.type in _VERSION_EVENTS:
+            return None
+        if oldest_ms is not None and event.timestamp is not None and event.timestamp < oldest_ms:
+            return None
+        if event.type != "exit":
+            continue
+        exit_event = event.request.get("exit_event") if isinstance(event.request, dict) else None
+        if not isinstance(exit_event, dict) or exit_event.get("requested_stop"):
+            continue
+        code = exit_event.get("exit_code")
+        oom = bool(exit_event.get("oom_killed"))
+        if oom or (isinstance(code, int) and code != 0):
+            restarts = exit_event.get("restart_count")
+            detail = "killed: out of memory" if oom else f"exited with code {code}"
+            if isinstance(restarts, int) and restarts:
+                detail += f" (restarted {restarts} times)"
+            return f"machine {detail} after the update"
+    return None
+
+
+class Waiter:
+    """Waits for machines through one client (see the module docstring)."""
+
+    def __init__(
+        self, client: MachinesClient, *, clock: Clock, rng: random.Random, policy: WaitPolicy
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._rng = rng
+        self.policy = policy
+
+    async def until_healthy(
+        self,
+        app: str,
+        machine_id: str,
+        version: str,
+        *,
+        running: bool,
+        wait_timeout: float,
+        just_created: bool = False,
+        since: float | None = None,
+        on_checking: Callable[[], None] | None = None,
+    ) -> Machine:
+        """Wait until the machine runs ``version`` healthily (``running``) or stayed down.
+
+        ``since`` is when the machine was written (unix seconds; default: now).  Returns the
+        last machine read.  Raises :class:`Unhealthy`, :class:`MachineGone`, or a
+        non-transient :class:`~controller.errors.FlyAPIError`.
+        """
+        written = self._clock.now() if since is None else since
+        deadline = self._clock.monotonic() + wait_timeout
+        if not running:
+            return await self._settled_down(app, machine_id, version, deadline, wait_timeout)
+        await self._wait_started(
+            app, machine_id, version, deadline, wait_timeout, just_created, written
+        )
+        if on_checking is not None:
+            on_checking()
+        return await self._watch(app, machine_id, version, deadline, wait_timeout, written)
+
+    # ------------------------------------------------------------------ phases
+
+    async def _wait_started(
+        self,
+        app: str,
+        machine_id: str,
+        version: str,
+        deadline: float,
+        wait_timeout: float,
+        just_created: bool,
+        since: float,
+    ) -> None:
+        grace_end = self._clock.monotonic() + self.policy.created_404_grace
+        failures = 0
+        while True:
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise Unhealthy(f"machine did not reach started within {wait_timeout:g}s")
+            try:
+                await self._client.wait_machine(
+                    app,
+                    machine_id,
+                    state="started",
+                    version=version,
+                    timeout=min(self.policy.chunk, remaining),
+                )
+            except WaitTimeout:
+                machine = await self._read(app, machine_id, deadline=deadline)
+                self._judge(machine, version, running=True, since=since)
+            except NotFound:
+                if not just_created or self._clock.monotonic() >= grace_end:
+                    raise MachineGone("machine not found while waiting for it") from None
+                failures += 1
+                await self._pause(failures, deadline)
+            except BadRequest:
+                # e.g. "failed to reach desired state, started, currently replaced"
+                machine = await self._read(app, machine_id, deadline=deadline)
+                self._judge(machine, version, running=True, since=since)
+                if machine.state == "started":
+                    return
+                raise
+            except FlyAPIError as exc:
+                if not exc.retryable:
+                    raise
+                failures += 1
+                await self._pause(failures, deadline)
+            else:
+                return
+
+    async def _watch(
+        self,
+        app: str,
+        machine_id: str,
+        version: str,
+        deadline: float,
+        wait_timeout: float,
+        since: float,
+    ) -> Machine:
+        began = self._clock.monotonic()
+        expected: int | None = None
+        while True:
+            machine = await self._read(app, machine_id, deadline=deadline)
+            self._judge(machine, version, running=True, since=since)
+            if expected is None:
+                expected = configured_checks(machine.config)
+            if machine.state == "started":
+                if expected:
+                    checks = machine.checks
+                    if len(checks) >= expected and all(c.status == "passing" for c in checks):
+                        return machine
+                elif self._clock.monotonic() - began >= self.policy.smoke:
+                    return machine
+            now = self._clock.monotonic()
+            if now >= deadline:
+                raise Unhealthy(_not_healthy(machine, expected, wait_timeout))
+            pause = self._rng.uniform(self.policy.poll_min, self.policy.poll_max)
+            await self._clock.sleep(min(pause, deadline - now))
+
+    async def _settled_down(
+        self, app: str, machine_id: str, version: str, deadline: float, wait_timeout: float
+    ) -> Machine:
+        while True:
+            machine = await self._read(app, machine_id, deadline=deadline)
+            self._judge(machine, version, running=False)
+            if machine.state in _DOWN_STATES:
+                return machine
+            now = self._clock.monotonic()
+            if now >= deadline:
+                raise Unhealthy(
+                    f"machine did not settle within {wait_timeout:g}s (state {machine.state})"
+                )
+            pause = self._rng.uniform(self.policy.poll_min, self.policy.poll_max)
+            await self._clock.sleep(min(pause, deadline - now))
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _read(self, app: str, machine_id: str, *, deadline: float | None = None) -> Machine:
+        """GET the machine; transient failures are retried until ``deadline`` (if given)."""
+        failures = 0
+        while True:
+            try:
+                return await self._client.get_machine(app, machine_id)
+            except NotFound:
+                raise MachineGone("machine not found while waiting for it") from None
+            except FlyAPIError as exc:
+                if not exc.retryable or deadline is None:
+                    raise
+                if self._clock.monotonic() >= deadline:
+                    raise
+                failures += 1
+                await self._pause(failures, deadline)
+
+    async def _pause(self, failures: int, deadline: float) -> None:
+        remaining = max(0.0, deadline - self._clock.monotonic())
+        await self._clock.sleep(
+            min(remaining, self.policy.error_backoff.delay(failures, self._rng))
+        )
+
+    @staticmethod
+    def _judge(
+        machine: Machine, version: str, *, running: bool, since: float | None = None
+    ) -> None:
+        """Fail fast: gone, another version (reverted or replaced), crashed or exited."""
+        if machine.state in GONE_STATES:
+            raise MachineGone(f"machine is {machine.state}")
+        if machine.version and machine.version != version:
+            raise Unhealthy(
+                f"machine runs version {machine.version}, not {version}: "
+                "the update was reverted or replaced"
+            )
+        if machine.state == "failed":
+            raise Unhealthy("machine failed")
+        if not running:
+            return
+        crash = crash_since_update(machine.events, since=since)
+        if crash is not None:
+            raise Unhealthy(crash)
+        if machine.state == "stopped":
+            raise Unhealthy("machine stopped instead of running")
+
+
+def _not_healthy(machine: Machine, expected: int | None, wait_timeout: float) -> str:
+    if machine.state != "started":
+        return f"machine not started within {wait_timeout:g}s (state {machine.state})"
+    if not expected:
+        return f"machine did not stay up for the smoke period within {wait_timeout:g}s"
+    passing = sum(c.status == "passing" for c in machine.checks)
+    failing = sorted(c.name for c in machine.checks if c.status != "passing")
+    text = f"checks not passing within {wait_timeout:g}s: {passing}/{expected} passing"
+    if failing:
+        text += f" (not passing: {', '.join(failing[:5])})"
+    return text
