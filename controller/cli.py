@@ -41,6 +41,10 @@ exit codes:
   validate   0 every file is valid; 1 at least one file is not
   plan       0 success (with --detailed-exitcode: no changes); 1 error;
              2 changes present (only with --detailed-exitcode)
+  apply      0 converged; 1 error (bad settings, auth, API failure, bad request);
+             3 partial (capacity, quota, volume, halted rollout, or an app whose file
+             is broken while the others applied); 4 refused by a safety budget, or
+             leases still held by someone else after --lease-wait
   emulator   0 stopped cleanly; 1 bad arguments
   (argparse usage errors exit 2)
 
@@ -93,6 +97,38 @@ def _parser() -> argparse.ArgumentParser:
         help="plan against the in-process emulator seeded with a drifted fleet (no token)",
     )
 
+    apply_cmd = sub.add_parser(
+        "apply",
+        help="make the live machines match DIR (one-shot reconcile)",
+        description="Plan, confirm, then apply: leases, current_version, rolling updates.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    apply_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
+    apply_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
+    apply_cmd.add_argument("--yes", action="store_true", help="apply without asking")
+    apply_cmd.add_argument(
+        "--prune",
+        action="store_true",
+        default=None,
+        help="destroy managed machines of groups no longer declared (overrides the files)",
+    )
+    apply_cmd.add_argument(
+        "--allow-empty", action="store_true", help="allow a plan that leaves an app empty"
+    )
+    apply_cmd.add_argument(
+        "--lease-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a lease someone else holds (default: 60)",
+    )
+    apply_cmd.add_argument(
+        "--embedded",
+        action="store_true",
+        help="apply to the in-process emulator seeded with a drifted fleet (no token)",
+    )
+
     emu = sub.add_parser(
         "emulator",
         help="serve the Fly Machines API emulator over HTTP",
@@ -121,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_validate(args)
         if args.command == "plan":
             return _cmd_plan(args)
+        if args.command == "apply":
+            return _cmd_apply(args)
         if args.command == "emulator":
             return _cmd_emulator(args)
         from controller.demo import run_demo  # args.command == "demo" (argparse enforces it)
@@ -232,6 +270,57 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.detailed_exitcode and any(p.has_changes for p in plans):
         return EXIT_CHANGES
     return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- apply
+
+
+def _confirm(plans: Sequence[AppPlan]) -> bool:
+    """Ask on a terminal; refuse (with a hint) when nobody can answer."""
+    if not sys.stdin.isatty():
+        _error("refusing to apply without confirmation: pass --yes when not on a terminal")
+        return False
+    answer = input("\nApply these changes? Only 'yes' is accepted: ")
+    return answer.strip() == "yes"
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from controller.applying import EXIT_ERROR as APPLY_ERROR
+    from controller.applying import Reporter, apply_apps, exit_code
+    from controller.executor import Executor
+    from controller.rollout import ExecutorSettings
+
+    if args.lease_wait < 0:
+        raise ConfigError("--lease-wait must be >= 0")
+    loaded = _load(args.dir)
+    apps = _selected(loaded, args.app)
+    blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
+    reporter = Reporter()
+
+    async def run() -> int:
+        async with _client(apps, embedded=args.embedded) as client:
+            executor = Executor(
+                client,
+                clock=SystemClock(),
+                rng=random.Random(),
+                settings=ExecutorSettings(lease_wait=args.lease_wait),
+                on_event=reporter.event,
+            )
+            report = await apply_apps(
+                apps,
+                executor=executor,
+                reporter=reporter,
+                confirm=(lambda _plans: True) if args.yes else _confirm,
+                prune=args.prune,
+                allow_empty=args.allow_empty,
+            )
+        if not report.applied:
+            return APPLY_ERROR
+        if report.has_changes or blocked or any(r.failed for r in report.results):
+            reporter.summary(report.results, blocked)
+        return exit_code(report.results, blocked_apps=blocked)
+
+    return anyio.run(run)
 
 
 # ---------------------------------------------------------------------------------- emulator

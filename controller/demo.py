@@ -1,5 +1,8 @@
 """The embedded emulator: ``make demo`` and the ``--embedded`` flag of ``plan`` / ``apply``.
 
+``make demo`` = seed a drifted fleet, ``plan``, ``apply``, and a second ``plan`` that shows no
+changes, all through the real client over loopback HTTP.
+
 :func:`embedded_emulator` builds the Machines API emulator in-process and seeds it, *through the
 API client*, with a fleet that has drifted from the desired state in the three ways operators
 meet (a machine on an old image, a slot with no machine, a machine someone created by hand).
@@ -25,13 +28,15 @@ from rich.console import Console
 from rich.table import Table
 from starlette.applications import Starlette
 
+from controller.applying import Reporter, apply_apps, exit_code
 from controller.clock import SystemClock
 from controller.emulator import Behaviour, EmulatorTransport, build_app, serve_in_thread
+from controller.executor import Executor
 from controller.flyapi import Machine, MachinesClient
 from controller.loader import load_dir
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
-from controller.plan import plan, with_launch
+from controller.plan import AppPlan, plan, with_launch
 from controller.render import render
 
 #: The embedded emulator accepts only this bearer token; it guards nothing real.
@@ -97,19 +102,37 @@ def run_demo(directory: Path = Path("desired_state"), *, console: Console | None
 
 async def _demo(url: str, apps: Sequence[DesiredApp], out: Console) -> int:
     async with httpx.AsyncClient(base_url=url) as http:
-        client = MachinesClient(
-            http, token=SecretStr(EMBEDDED_TOKEN), clock=SystemClock(), rng=random.Random()
-        )
+        clock, rng = SystemClock(), random.Random()
+        client = MachinesClient(http, token=SecretStr(EMBEDDED_TOKEN), clock=clock, rng=rng)
         for desired in apps:
             await seed_drifted(client, desired)
         for desired in apps:
             out.print(_fleet_table(desired.app, await client.list_machines(desired.app)))
-        plans = [
-            plan(desired, [live_machine(m) for m in await client.list_machines(desired.app)])
-            for desired in apps
-        ]
-        out.print(render(plans), markup=False, highlight=False, soft_wrap=True)
-    return 0
+
+        out.rule("1. plan: what differs from desired_state/")
+        before = [await _plan(client, desired) for desired in apps]
+        out.print(render(before), markup=False, highlight=False, soft_wrap=True)
+
+        out.rule("2. apply --yes: leases, current_version, rolling updates, health checks")
+        reporter = Reporter(out.file, force_plain=True, show_plan=False)  # shown above
+        executor = Executor(client, clock=clock, rng=rng, on_event=reporter.event)
+        report = await apply_apps(
+            apps, executor=executor, reporter=reporter, confirm=lambda _plans: True
+        )
+        reporter.summary(report.results, ())
+        code = exit_code(report.results)
+
+        out.rule("3. plan again: a fresh apply followed by plan is empty")
+        after = [await _plan(client, desired) for desired in apps]
+        out.print(render(after), markup=False, highlight=False, soft_wrap=True)
+        if any(p.has_changes for p in after):
+            out.print("[red]the second plan is not empty: this is a bug[/red]")
+            return 1
+    return code
+
+
+async def _plan(client: MachinesClient, desired: DesiredApp) -> AppPlan:
+    return plan(desired, [live_machine(m) for m in await client.list_machines(desired.app)])
 
 
 def _fleet_table(app: str, machines: Sequence[Machine]) -> Table:
