@@ -44,6 +44,7 @@ from controller.plan import AppPlan
 from controller.reconciler import Observed, observe_and_plan
 from controller.render import render
 
+PLAIN_WIDTH = 160
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
@@ -97,6 +98,10 @@ class Reporter:
         self.stream = stream or sys.stdout
         self.show_plan = show_plan
         self.console = Console(file=self.stream, soft_wrap=True, highlight=False)
+        if not self.console.is_terminal:  # logs: wide tables rather than wrapped cells
+            self.console = Console(
+                file=self.stream, soft_wrap=True, highlight=False, width=PLAIN_WIDTH
+            )
         self.live = self.console.is_terminal and not force_plain
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
@@ -122,7 +127,8 @@ class Reporter:
 
     def event(self, event: Event) -> None:
         if isinstance(event, MachineResult):
-            if self._progress is not None and event.app in self._tasks:
+            counted = event.outcome is not Outcome.NOOP  # totals count changes, not no-ops
+            if self._progress is not None and event.app in self._tasks and counted:
                 self._progress.update(
                     self._tasks[event.app], advance=1, last=one_line(event.describe(), 60)
                 )
