@@ -23,9 +23,9 @@ from controller.clock import SystemClock
 from controller.errors import ConfigError, FlyAPIError
 from controller.flyapi import MachinesClient
 from controller.loader import LoadResult, load_dir
-from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.plan import AppPlan, plan
+from controller.reconciler import list_live
 from controller.render import render, to_json
 from controller.settings import Settings
 
@@ -245,11 +245,10 @@ async def _plan_apps(
     async with _client(apps, embedded=embedded) as client:
         for desired in apps:
             try:
-                machines = await client.list_machines(desired.app)
+                live = await list_live(client, desired.app)
             except FlyAPIError as exc:
                 failures.append(f"{desired.app}: {exc}")
                 continue
-            live = [LiveMachine.from_api(m.model_dump(mode="json")) for m in machines]
             plans.append(plan(desired, live))
     return plans, failures
 

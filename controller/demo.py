@@ -34,9 +34,9 @@ from controller.emulator import Behaviour, EmulatorTransport, build_app, serve_i
 from controller.executor import Executor
 from controller.flyapi import Machine, MachinesClient
 from controller.loader import load_dir
-from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.plan import AppPlan, plan, with_launch
+from controller.reconciler import list_live
 from controller.render import render
 
 #: The embedded emulator accepts only this bearer token; it guards nothing real.
@@ -46,11 +46,6 @@ DEMO_ORG = "personal"
 
 #: Production behaviour with boot latency and checks shortened so a demo takes seconds.
 DEMO_BEHAVIOUR = Behaviour(boot_seconds=0.2, stop_seconds=0.1, checks_pass_seconds=0.2)
-
-
-def live_machine(machine: Machine) -> LiveMachine:
-    """The planner's view of a machine returned by the client."""
-    return LiveMachine.from_api(machine.model_dump(mode="json"))
 
 
 async def seed_drifted(client: MachinesClient, desired: DesiredApp) -> None:
@@ -132,7 +127,7 @@ async def _demo(url: str, apps: Sequence[DesiredApp], out: Console) -> int:
 
 
 async def _plan(client: MachinesClient, desired: DesiredApp) -> AppPlan:
-    return plan(desired, [live_machine(m) for m in await client.list_machines(desired.app)])
+    return plan(desired, await list_live(client, desired.app))
 
 
 def _fleet_table(app: str, machines: Sequence[Machine]) -> Table:
