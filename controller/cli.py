@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from controller import __version__
 from controller.clock import SystemClock
+from controller.daemon_cli import add_run_parser, cmd_run
 from controller.errors import ConfigError, FlyAPIError
 from controller.flyapi import MachinesClient
 from controller.loader import LoadResult, load_dir
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="plan against the in-process emulator seeded with a drifted fleet (no token)",
     )
+    add_run_parser(sub)
 
     apply_cmd = sub.add_parser(
         "apply",
@@ -161,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_apply(args)
         if args.command == "emulator":
             return _cmd_emulator(args)
+        if args.command == "run":
+            return cmd_run(args)
         from controller.demo import run_demo  # args.command == "demo" (argparse enforces it)
 
         return run_demo()

@@ -1,25 +1,56 @@
-"""Settings for talking to the Fly Machines API (the lead extends this with the rest).
+"""Settings: the API connection (every command) and the daemon (``machine-reconciler run``).
 
 pydantic-settings, environment prefix ``MACHINE_RECONCILER_``.  The token comes from
 ``FLY_API_TOKEN`` (the name flyctl uses) or from a file named by
 ``MACHINE_RECONCILER_API_TOKEN_FILE`` (systemd credentials, a mounted Kubernetes Secret); it is
 a :class:`~pydantic.SecretStr` everywhere, so it never shows up in ``repr`` or logs.
 
+:class:`Settings` holds what ``plan`` and ``apply`` need and reads init keywords and the
+environment.  :class:`DaemonSettings` adds the daemon's settings and one more source, a TOML
+config file, with the precedence **CLI flags > environment > config file > defaults**:
+:func:`load_daemon_settings` passes the flags as init keywords and names the file (``--config``,
+else ``MACHINE_RECONCILER_CONFIG``, else ``/etc/machine-reconciler/config.toml`` when it exists).
+The file's keys are the field names below (``interval = 30``); unknown keys are errors (a typo
+must not be silently ignored), relative paths in it are relative to the file, and it may not
+hold the token itself (config files tend to be world-readable): use ``api_token_file``.
+
 Tests build ``Settings(_env_file=None, api_url=..., api_token=...)``: init keywords win over the
-environment, and no ``.env`` file is read unless one is configured.
+environment, and no ``.env`` file is read unless one is configured.  ``DaemonSettings(...)``
+built directly reads no config file.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
-__all__ = ["DEFAULT_API_URL", "Settings", "is_loopback_host"]
+from controller.errors import ConfigError
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_API_URL",
+    "DEFAULT_CONFIG_FILE",
+    "DaemonSettings",
+    "Settings",
+    "is_loopback_host",
+    "load_daemon_settings",
+    "parse_bind",
+    "settings_error",
+]
 
 DEFAULT_API_URL = "https://api.machines.dev"
 
@@ -124,3 +155,253 @@ class Settings(BaseSettings):
             raise ValueError(f"API token file {str(path)!r} is empty")
         object.__setattr__(self, "api_token", SecretStr(token))
         return self
+
+
+# ------------------------------------------------------------------------------ the daemon
+
+DEFAULT_CONFIG_FILE = Path("/etc/machine-reconciler/config.toml")
+CONFIG_ENV = "MACHINE_RECONCILER_CONFIG"
+
+#: The config file in use while :func:`load_daemon_settings` builds settings (None: no file).
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "machine_reconciler_config_file", default=None
+)
+#: Keys the config file may not hold: a token belongs in the environment or a token file.
+_SECRET_KEYS = frozenset({"api_token", "fly_api_token"})
+_PATH_FIELDS = ("desired_dir", "api_token_file")
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9440`` for IPv6) -> ``(host, port)``; raises ValueError."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, not {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, like [::1]:9440, not {value!r}")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port must be a number, not {port_text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be within 0..65535, not {port}")
+    return host, port
+
+
+class _ConfigFileSource(TomlConfigSettingsSource):
+    """The TOML config file: field names as keys, no token, paths relative to the file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        data = self.toml_data
+        secret = sorted(k for k in data if k.lower() in _SECRET_KEYS)
+        if secret:
+            raise ConfigError(
+                f"config file {path}: do not put the API token in a config file ({secret[0]}); "
+                "use FLY_API_TOKEN or api_token_file"
+            )
+        known = set(settings_cls.model_fields)
+        unknown = sorted(k for k in data if k not in known)
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown setting(s): {', '.join(unknown)}")
+        for name in _PATH_FIELDS:
+            value = data.get(name)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                data[name] = str(path.parent / value)
+        self.init_kwargs = dict(data)
+
+
+class DaemonSettings(Settings):
+    """Everything ``machine-reconciler run`` needs (see the module docstring for the sources)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MACHINE_RECONCILER_",
+        env_file=None,
+        extra="forbid",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    desired_dir: Path = Field(
+        default=Path("desired_state"), description="Directory of desired-state files (DIR)."
+    )
+    interval: float = Field(
+        default=60.0, ge=0.1, le=86_400, description="Seconds between scheduled passes."
+    )
+    interval_jitter: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Up to this fraction of the interval is added at random to each pass.",
+    )
+    health_bind: str = Field(
+        default="127.0.0.1:9440", description="HOST:PORT of /healthz, /readyz and /metrics."
+    )
+    shard_index: int = Field(default=0, ge=0, description="This replica's shard (0-based).")
+    shard_count: int = Field(default=1, ge=1, le=10_000, description="Number of shards.")
+    grace_period: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Seconds SIGTERM waits for in-flight machine operations before cancelling.",
+    )
+    lease_wait: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Seconds to wait for someone else's machine lease before moving on.",
+    )
+    max_in_flight: int = Field(
+        default=8, ge=1, le=1000, description="Machine operations in flight at once, all apps."
+    )
+    max_concurrent_apps: int = Field(
+        default=4, ge=1, le=1000, description="Apps reconciled at the same time."
+    )
+    watch_interval: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Seconds between looks at the desired-state directory for changes.",
+    )
+    alert_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Consecutive failed passes before a condition alerts (auth and bad "
+        "desired state alert at once).",
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="POST alerts here as JSON with a Slack-compatible text field (secret).",
+    )
+    alert_renotify_interval: float = Field(
+        default=14_400.0,
+        ge=0,
+        description="Seconds between reminders of a still-firing alert (0: never).",
+    )
+    alert_webhook_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds per webhook delivery attempt."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: readable lines on a terminal, JSON lines otherwise."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        config_file = _CONFIG_FILE.get()
+        if config_file is not None:
+            sources.append(_ConfigFileSource(settings_cls, config_file))
+        return (*sources, file_secret_settings)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("health_bind")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        parse_bind(value)
+        return value.strip()
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The URL may embed a secret (Slack's do): never echo it.
+            raise ValueError("alert_webhook_url must be an http(s) URL with a host")
+        return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> Self:
+        if self.shard_index >= self.shard_count:
+            raise ValueError(
+                f"shard_index {self.shard_index} must be below shard_count {self.shard_count}"
+            )
+        return self
+
+    @property
+    def health_host(self) -> str:
+        """The host part of :attr:`health_bind`."""
+        return parse_bind(self.health_bind)[0]
+
+    @property
+    def health_port(self) -> int:
+        """The port part of :attr:`health_bind` (0: any free port)."""
+        return parse_bind(self.health_bind)[1]
+
+    @property
+    def jitter_seconds(self) -> float:
+        """The largest random delay added to a scheduled pass."""
+        return self.interval * self.interval_jitter
+
+
+def config_file_in_use(
+    explicit: Path | None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The config file to read: ``--config``, else ``$MACHINE_RECONCILER_CONFIG``, else the
+    default path when it exists.  A file named explicitly must exist."""
+    env = os.environ if environ is None else environ
+    named = (
+        explicit
+        if explicit is not None
+        else (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    )
+    if named is not None:
+        if not named.expanduser().is_file():
+            raise ConfigError(f"config file not found: {named}")
+        return named.expanduser()
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def settings_error(exc: ValidationError) -> str:
+    """One line naming every invalid setting, never echoing a value (it may be a secret)."""
+    parts: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "invalid setting " + "; ".join(parts)
+
+
+def load_daemon_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: Path | None = None,
+) -> DaemonSettings:
+    """Build :class:`DaemonSettings`: ``overrides`` (CLI flags, ``None`` values dropped) >
+    environment > config file > defaults.  Raises :class:`~controller.errors.ConfigError`
+    with one line for any problem."""
+    path = config_file_in_use(config_file)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    token = _CONFIG_FILE.set(path)
+    try:
+        return DaemonSettings(**given)
+    except ValidationError as exc:
+        raise ConfigError(settings_error(exc)) from None
+    finally:
+        _CONFIG_FILE.reset(token)

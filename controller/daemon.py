@@ -1,0 +1,529 @@
+"""The daemon: the same planner and executor as ``apply``, run forever, safely (DESIGN.md 7).
+
+Moving parts, all in one anyio task group:
+
+* **passes**: one right after start-up, then one every ``interval`` (jittered) from a
+  :class:`~controller.scheduling.Ticker`: in production an apscheduler 3.x ``AsyncIOScheduler``
+  job (``max_instances=1``, ``coalesce=True``).  A pass (:meth:`Daemon.start_pass`) adds every
+  app of this shard to the work queue (apps held back by a backoff or a requeue hint stay held)
+  and completes when each of them has been reconciled once; the job itself returns at once, so
+  an app in a long rollout never holds back the next pass of the others.  Tests call
+  :meth:`Daemon.run_pass` (start and wait) directly, or tick on a fake clock.
+* **the work queue** (:class:`~controller.workqueue.WorkQueue`): one item per app, per-item
+  backoff, deduplication; ``max_concurrent_apps`` workers pull apps and call the executor's
+  :func:`~controller.reconciler.reconcile_app`, so one slow or failing app never delays the
+  others.  Results decide what happens next: converged resets the backoff; a held lease or a
+  capacity cooldown requeues after the executor's hint; failures back off.
+* **reloads**: a change of the desired-state directory (:class:`~controller.watching.DirWatcher`,
+  debounced) reloads it and enqueues the apps whose desired state changed, at once; SIGHUP
+  (:meth:`Daemon.request_reload`) reloads and enqueues every app.  A broken file blocks its own
+  app (alert ``bad_desired_state``); the others carry on.  Apps of other shards
+  (:func:`~controller.scheduling.in_shard`) are left out at load time.
+* **shutdown** (:meth:`Daemon.request_stop`, on SIGTERM/SIGINT): stop taking work, let no new
+  machine operation start (the executor's in-flight limiter is closed: ``total_tokens = 0``),
+  let the ones in flight finish within ``grace_period``, then cancel every app pass still
+  running: the executor releases every lease in shielded ``finally`` blocks, so cancelled work
+  still lets go of its leases.
+* **observability**: :class:`~controller.telemetry.Telemetry` turns API responses and executor
+  events into metrics and action logs; app results feed the alerts; :meth:`Daemon.liveness`
+  and :meth:`Daemon.readiness` back ``/healthz`` and ``/readyz``; systemd hears ``READY=1``,
+  ``STATUS=``, ``WATCHDOG=1`` (only while the loop makes progress) and ``STOPPING=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from controller.clock import Clock
+from controller.errors import ConfigError
+from controller.executor import Executor
+from controller.loader import LoadResult, load_dir
+from controller.model.desired import DesiredApp
+from controller.observability.alerts import AlertKey, Alerts, Condition, Observation
+from controller.observability.health import Check
+from controller.observability.logging import Redactor
+from controller.outcomes import AppResult, Outcome, one_line
+from controller.reconciler import reconcile_app
+from controller.scheduling import Ticker, in_shard
+from controller.sdnotify import Notifier
+from controller.settings import DaemonSettings
+from controller.telemetry import Telemetry, drift_left, env_secrets, observations, run_result
+from controller.watching import DirWatcher
+from controller.workqueue import WorkQueue
+
+__all__ = ["Daemon", "ReconcileFn"]
+
+logger = logging.getLogger(__name__)
+
+ReconcileFn = Callable[[DesiredApp, int | None], Awaitable[AppResult]]
+"""``(desired, previous managed count) -> result``: one app's pass."""
+
+#: Liveness fails when neither a pass finished nor the loop showed work for this many intervals.
+LIVENESS_INTERVALS = 3.0
+#: Passes waiting for a slow app are remembered up to this many (then the oldest is dropped).
+MAX_OPEN_PASSES = 16
+#: How often the drain looks whether machine operations are still in flight (seconds).
+DRAIN_POLL = 0.05
+
+_FAILING = frozenset(
+    {Outcome.ERROR, Outcome.BAD_REQUEST, Outcome.UNHEALTHY, Outcome.VOLUME, Outcome.ROLLOUT_HALTED}
+)
+
+
+# ------------------------------------------------------------------------------ the daemon
+
+
+@dataclass
+class _Pass:
+    pending: set[str]
+    mark: int
+    """Work taken from the queue before the pass began does not count for it."""
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Daemon:
+    """The reconcile loop (see the module docstring).  Build, then ``await run()``."""
+
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        *,
+        executor: Executor,
+        telemetry: Telemetry,
+        alerts: Alerts,
+        clock: Clock,
+        rng: random.Random,
+        notifier: Notifier | None = None,
+        redactor: Redactor | None = None,
+        reconcile: ReconcileFn | None = None,
+        load: Callable[[Path], LoadResult] = load_dir,
+        background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
+    ) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.telemetry = telemetry
+        self.metrics = telemetry.metrics
+        self.alerts = alerts
+        self.clock = clock
+        self.notifier = notifier or Notifier({})
+        self.redactor = redactor
+        self._reconcile = reconcile or self._reconcile_app
+        self._load = load
+        self._background = list(background)
+        self.queue: WorkQueue[str] = WorkQueue(clock=clock, rng=rng)
+        self.apps: dict[str, DesiredApp] = {}
+        self.blocked: dict[str, tuple[str, ...]] = {}
+        self.load_errors = 0
+        self.loaded = False
+        self.results: dict[str, AppResult] = {}
+        self.passes = 0
+        self.started_at = clock.monotonic()
+        self.last_pass_at: float | None = None
+        self.auth_failed: dict[str, str] = {}
+        self.stopping = False
+        self._managed: dict[str, int] = {}
+        self._open: list[_Pass] = []
+        self._taken = 0
+        self._inflight: dict[str, anyio.CancelScope] = {}
+        self._stop: anyio.Event | None = None
+        self._watcher: DirWatcher | None = None
+
+    async def _reconcile_app(self, desired: DesiredApp, previous: int | None) -> AppResult:
+        return await reconcile_app(desired, executor=self.executor, previous_managed_count=previous)
+
+    # ------------------------------------------------------------------ loading
+
+    def reload(self, *, force_all: bool = False) -> None:
+        """Load the desired-state directory; enqueue changed apps (every app: ``force_all``).
+
+        Raises :class:`~controller.errors.ConfigError` when the directory is missing at
+        start-up; later, a missing directory keeps the last good state (and alerts).
+        """
+        directory = self.settings.desired_dir
+        if not directory.is_dir():
+            if not self.loaded:
+                raise ConfigError(f"desired-state directory not found: {directory}")
+            logger.error("desired-state directory %s is gone; keeping the last state", directory)
+            key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
+            self.alerts.observe(
+                [Observation(key, f"desired-state directory {directory} not found")],
+                scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
+            )
+            return
+        loaded = self._load(directory)
+        index, count = self.settings.shard_index, self.settings.shard_count
+        mine = {name: app for name, app in loaded.apps.items() if in_shard(name, index, count)}
+        blocked = {n: f for n, f in loaded.blocked.items() if in_shard(n, index, count)}
+        changed = [name for name, app in mine.items() if self.apps.get(name) != app]
+        gone = [name for name in self.apps if name not in mine]
+        self.apps, self.blocked = mine, blocked
+        if self.redactor is not None:
+            self.redactor.update(env_secrets(mine.values()))
+        for name in gone:
+            self._forget(name, blocked=name in blocked)
+        self._observe_load(loaded, blocked)
+        initial, self.loaded = not self.loaded, True
+        if not initial:  # at start-up the first pass enqueues every app
+            for name in mine if force_all else changed:
+                self.queue.add(name, force=True)
+        logger.info(
+            "loaded %d app(s) of this shard from %s (%d changed, %d blocked by errors)",
+            len(mine),
+            directory,
+            len(changed),
+            len(blocked),
+            extra={"event": "load", "apps": len(mine), "blocked": sorted(blocked)},
+        )
+        if not initial:  # at start-up READY=1 carries the first status
+            self._status()
+
+    def _observe_load(self, loaded: LoadResult, blocked: Mapping[str, tuple[str, ...]]) -> None:
+        index, count = self.settings.shard_index, self.settings.shard_count
+        owner = {file: app for app, files in loaded.blocked.items() for file in files}
+        seen: list[Observation] = []
+        for error in loaded.errors:
+            app = owner.get(error.file)
+            subject = Path(error.file).name
+            if app is None and not in_shard(subject, index, count):
+                continue
+            if app is not None and app not in blocked:
+                continue
+            logger.warning("desired state: %s", error, extra={"event": "load_error"})
+            key = AlertKey(app or subject, subject, Condition.BAD_DESIRED_STATE)
+            seen.append(Observation(key, str(error)))
+        self.load_errors = len(seen)
+        self.alerts.observe(seen, scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE)
+
+    def _forget(self, name: str, *, blocked: bool) -> None:
+        """``name`` is no longer ours to reconcile (removed, blocked, or another shard's)."""
+        self.queue.discard(name)
+        self._managed.pop(name, None)
+        self.results.pop(name, None)
+        self.auth_failed.pop(name, None)
+        self.metrics.forget_app(name)
+        self.alerts.resolve_where(
+            lambda k: k.app == name and k.condition is not Condition.BAD_DESIRED_STATE
+        )
+        self._pass_progress(name)
+        if not blocked:
+            logger.info("app %s left the desired state: no longer reconciled", name)
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload now and enqueue every app."""
+        if self.stopping:
+            return
+        self.reload(force_all=True)  # loaded before: a missing directory no longer raises
+        if self._watcher is not None:
+            self._watcher.rebase()
+
+    # ------------------------------------------------------------------ passes
+
+    def start_pass(self) -> _Pass:
+        """Enqueue every app of this shard now; the returned pass completes once each was
+        reconciled after this call.  Apps held back by a backoff or a requeue hint are not run
+        early (they count as done); an app being reconciled runs again right after."""
+        current = _Pass(pending=set(), mark=self._taken)
+        if self.stopping:
+            current.done.set()
+            return current
+        for name in list(self.apps):
+            if self.queue.held_until(name) is not None and not self.queue.is_processing(name):
+                continue
+            self.queue.add(name)
+            current.pending.add(name)
+        self._open.append(current)
+        if len(self._open) > MAX_OPEN_PASSES:  # a very long rollout: forget the oldest
+            self._open.pop(0).done.set()
+        if not current.pending:
+            self._finish_pass(current)
+        return current
+
+    async def run_pass(self) -> None:
+        """:meth:`start_pass`, then wait until that pass completed."""
+        await self.start_pass().done.wait()
+
+    async def _tick(self) -> None:
+        """The scheduled job: start a pass and return at once (a slow app must not hold back
+        the next pass of every other app; the queue deduplicates)."""
+        self.start_pass()
+
+    def _pass_progress(self, name: str, taken: int | None = None) -> None:
+        for current in list(self._open):
+            if taken is not None and taken <= current.mark:
+                continue
+            current.pending.discard(name)
+            if not current.pending:
+                self._finish_pass(current)
+
+    def _finish_pass(self, current: _Pass) -> None:
+        if current in self._open:
+            self._open.remove(current)
+        self.passes += 1
+        self.last_pass_at = self.clock.monotonic()
+        self.metrics.pass_finished(self.clock.now())
+        current.done.set()
+        self._status()
+
+    # ------------------------------------------------------------------ workers
+
+    async def _worker(self) -> None:
+        while True:
+            name = await self.queue.get()
+            if name is None:
+                return
+            self._taken += 1
+            taken = self._taken
+            try:
+                await self._process(name)
+            finally:
+                self.queue.done(name)
+                self._pass_progress(name, taken)
+
+    async def _process(self, name: str) -> None:
+        desired = self.apps.get(name)
+        if desired is None:
+            return  # removed or blocked since it was queued
+        began = self.clock.monotonic()
+        result: AppResult | None = None
+        with anyio.CancelScope() as scope:
+            self._inflight[name] = scope
+            try:
+                result = await self._reconcile(desired, self._managed.get(name))
+            except Exception as exc:  # a bug in one app's pass must not stop the loop
+                logger.exception("reconcile of %s failed unexpectedly", name)
+                result = AppResult(app=name, error_class="unexpected", message=one_line(f"{exc!r}"))
+            finally:
+                del self._inflight[name]
+        duration = self.clock.monotonic() - began
+        self.telemetry.last_activity = self.clock.monotonic()
+        if result is None or scope.cancelled_caught:
+            self.metrics.reconcile_run("cancelled", duration)
+            logger.warning("reconcile of %s cancelled by shutdown", name, extra={"app": name})
+            return
+        if name in self.apps:  # still ours after the pass (a reload may have dropped it)
+            self._record(name, result, duration)
+
+    def _record(self, name: str, result: AppResult, duration: float) -> None:
+        verdict = run_result(result)
+        self.metrics.reconcile_run(verdict, duration)
+        self.results[name] = result
+        if result.plan is not None:
+            self._managed[name] = result.plan.managed_count
+            self.metrics.set_drift(name, drift_left(result))
+        if result.fatal:
+            self.auth_failed[name] = result.error_class or "unauthorized"
+        else:
+            self.auth_failed.pop(name, None)
+        seen, untouched = observations(result)
+        app_level_only = result.failed
+
+        def scope(key: AlertKey) -> bool:
+            if key.app != name or key.condition is Condition.BAD_DESIRED_STATE:
+                return False
+            if app_level_only:
+                return key.subject == "-"
+            return key.subject not in untouched
+
+        self.alerts.observe(seen, scope=scope)
+        hint = result.retry_after
+        outcomes = {r.outcome for r in result.results}
+        failing = verdict in ("failed", "refused") or bool(outcomes & _FAILING)
+        if verdict == "converged":
+            self.queue.forget(name)
+            next_run = "with the next pass"
+        elif not failing and hint is not None:
+            self.queue.requeue_after(name, hint)
+            next_run = f"in {hint:.0f}s"
+        else:
+            delay = self.queue.fail(name, at_least=hint or 0.0)
+            next_run = f"in {delay:.1f}s (failure {self.queue.failures(name)})"
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(result.counts().items()))
+        detail = f": {result.message}" if result.message else ""
+        if verdict != "converged":
+            level = logging.WARNING
+        elif all(r.outcome is Outcome.NOOP for r in result.results):
+            level = logging.DEBUG  # a quiet pass: nothing to report every interval
+        else:
+            level = logging.INFO
+        logger.log(
+            level,
+            "%s: %s (%s) in %.1fs%s; next run %s",
+            name,
+            verdict,
+            counts or "no actions",
+            duration,
+            detail,
+            next_run,
+            extra={
+                "event": "reconcile",
+                "app": name,
+                "result": verdict,
+                "duration": round(duration, 3),
+                "error_class": result.error_class,
+                "request_id": result.request_id,
+            },
+        )
+
+    # ------------------------------------------------------------------ health
+
+    def liveness(self) -> Check:
+        """Healthy while a pass finished, or the loop showed work, within 3 x interval.
+
+        A long rollout keeps the loop busy for longer than a pass normally takes; it is
+        alive as long as it makes API calls or machine actions progress.  A stuck loop shows
+        neither.
+        """
+        now = self.clock.monotonic()
+        limit = LIVENESS_INTERVALS * self.settings.interval
+        last_pass = self.last_pass_at if self.last_pass_at is not None else self.started_at
+        since_pass = now - last_pass
+        since_work = now - max(last_pass, self.telemetry.last_activity)
+        ok = since_pass <= limit or (bool(self._open) and since_work <= limit)
+        return Check(
+            ok,
+            {
+                "passes": self.passes,
+                "seconds_since_pass": round(since_pass, 3),
+                "seconds_since_activity": round(since_work, 3),
+                "limit_seconds": limit,
+            },
+        )
+
+    def readiness(self) -> Check:
+        """Ready once desired state is loaded and the API accepted the token."""
+        problems: list[str] = []
+        if not self.loaded:
+            problems.append("desired state not loaded")
+        if self.apps and not self.telemetry.token_verified:
+            problems.append("the Machines API has not accepted the token yet")
+        if self.auth_failed:
+            apps = ", ".join(sorted(self.auth_failed))
+            problems.append(f"the Machines API refused the token for: {apps}")
+        if self.stopping:
+            problems.append("shutting down")
+        return Check(not problems, {"apps": len(self.apps), "problems": problems})
+
+    def summary(self) -> str:
+        """The one-line status (systemd ``STATUS=``, logs)."""
+        verdicts = [run_result(r) for r in self.results.values()]
+        converged = verdicts.count("converged")
+        parts = [
+            f"{len(self.apps)} app(s)",
+            f"{converged} converged",
+            f"{len(verdicts) - converged} not",
+        ]
+        if self.blocked or self.load_errors:
+            parts.append(f"{max(len(self.blocked), self.load_errors)} bad file(s)")
+        parts.append(f"{len(self.alerts.firing())} alert(s)")
+        parts.append(f"{self.passes} pass(es)")
+        state = "stopping" if self.stopping else "running"
+        return f"{state}: " + ", ".join(parts)
+
+    def _status(self) -> None:
+        self.notifier.status(self.summary())
+
+    # ------------------------------------------------------------------ running
+
+    def request_stop(self) -> None:
+        """SIGTERM/SIGINT: begin the graceful shutdown (see :meth:`run`)."""
+        self.stopping = True
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(
+        self,
+        *,
+        ticker: Ticker | None,
+        watcher: DirWatcher | None = None,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Load, then reconcile until :meth:`request_stop`; returns after the drain."""
+        self._stop = anyio.Event()
+        if self.stopping:
+            self._stop.set()
+        self.started_at = self.clock.monotonic()
+        self.reload()
+        self._watcher = watcher
+        if watcher is not None:
+            watcher.rebase()
+        self.notifier.ready(self.summary())
+        background = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
+
+            async def run_background() -> None:
+                with background:
+                    async with anyio.create_task_group() as bg:
+                        bg.start_soon(self._passes, ticker)
+                        if watcher is not None:
+                            bg.start_soon(self._watch, watcher)
+                        bg.start_soon(self._watchdog)
+                        for task in self._background:
+                            bg.start_soon(task)
+
+            tg.start_soon(run_background)
+            for _ in range(self.settings.max_concurrent_apps):
+                tg.start_soon(self._worker)
+            task_status.started()
+            await self._stop.wait()
+            self.stopping = True
+            logger.info(
+                "stopping: no new work; waiting up to %gs for machine operations in flight",
+                self.settings.grace_period,
+                extra={"event": "stopping"},
+            )
+            self.notifier.stopping(self.summary())
+            background.cancel()
+            self.queue.shutdown()
+            await self._drain()
+        logger.info("stopped", extra={"event": "stopped"})
+
+    async def _passes(self, ticker: Ticker | None) -> None:
+        self.start_pass()
+        if ticker is not None:
+            await ticker.run(self._tick)
+
+    async def _watch(self, watcher: DirWatcher) -> None:
+        async for _ in watcher.changes():
+            logger.info("desired-state files changed: reloading", extra={"event": "change"})
+            self.reload()
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            if self.liveness().ok:
+                self.notifier.watchdog()
+            await self.clock.sleep(interval)
+
+    async def _drain(self) -> None:
+        """Let machine operations in flight finish (at most ``grace_period``), then cancel
+        every app pass still running; their leases are released in shielded blocks."""
+        limiter = self.executor.limiter
+        limiter.total_tokens = 0  # nothing new starts; waiting operations stay waiting
+        deadline = self.clock.monotonic() + self.settings.grace_period
+        while self._inflight and limiter.borrowed_tokens > 0:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                logger.warning(
+                    "grace period over: cancelling %d machine operation(s) in flight "
+                    "(their leases are released)",
+                    limiter.borrowed_tokens,
+                    extra={"event": "grace_expired"},
+                )
+                break
+            await self.clock.sleep(min(DRAIN_POLL, remaining))
+        for scope in self._inflight.values():
+            scope.cancel()
+
+    def in_flight(self) -> Iterator[str]:
+        """Apps being reconciled now."""
+        return iter(sorted(self._inflight))

@@ -1,0 +1,184 @@
+"""What the daemon makes of API responses, executor events and app results.
+
+* :class:`Telemetry` is the ``on_response`` hook of the API client and the ``on_event`` hook
+  of the executor: metrics (requests, durations, conflicts, actions, lease waits), one log
+  event per machine action (``controller.actions``, with every field of
+  :data:`~controller.observability.logging.ACTION_FIELDS`), whether the API accepted the
+  token, and when the loop last showed work (for liveness).
+* :func:`run_result`, :func:`observations`, :func:`drift_left` turn an app's
+  :class:`~controller.outcomes.AppResult` into the ``result`` label, alert observations and
+  the ``drift_machines`` gauge; :func:`env_secrets` lists the desired state's sensitive values
+  for the log redactor.
+
+Alert keys per outcome: capacity, volume, lease held (``lease_stuck``), bad request and
+machine errors per slot; quota, auth, refused plans and failed listings per app; an unhealthy
+machine per group (``rollout_halted``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from controller.clock import Clock
+from controller.flyapi import ResponseEvent
+from controller.model.desired import DesiredApp
+from controller.observability.alerts import AlertKey, Condition, Observation
+from controller.observability.logging import action_extra
+from controller.observability.metrics import Metrics
+from controller.outcomes import FATAL_ERROR_CLASSES, AppResult, Event, Outcome, Progress, one_line
+
+__all__ = ["Telemetry", "drift_left", "env_secrets", "observations", "run_result"]
+
+action_log = logging.getLogger("controller.actions")
+
+
+class Telemetry:
+    """API responses and executor events -> metrics, action logs, API verdicts, activity.
+
+    Built before the client and the executor (``on_response`` / ``on_event`` hooks).
+    """
+
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        self.metrics = metrics
+        self._clock = clock
+        self.last_activity = clock.monotonic()
+        self.token_verified = False
+        """Some API answer showed that the token works (any status but 401/403)."""
+        self._lease_waits: dict[tuple[str, str | None], float] = {}
+
+    def on_response(self, event: ResponseEvent) -> None:
+        """The client's hook: one call per HTTP attempt."""
+        self.last_activity = self._clock.monotonic()
+        self.metrics.api_request(event.endpoint, event.status, event.duration)
+        if event.outcome == "version_conflict":
+            self.metrics.conflict("version")
+        elif event.outcome == "lease_held":
+            self.metrics.conflict("lease")
+        if event.status is not None and event.outcome not in FATAL_ERROR_CLASSES:
+            self.token_verified = True
+
+    def on_event(self, event: Event) -> None:
+        """The executor's hook: progress steps and final results of machine actions."""
+        self.last_activity = self._clock.monotonic()
+        key = (event.app, event.slot or event.machine_id)
+        if isinstance(event, Progress):
+            if event.phase == "lease_wait":
+                self._lease_waits.setdefault(key, self._clock.monotonic())
+            elif event.phase == "leased":
+                self._lease_waited(key)
+            return
+        self._lease_waited(key)
+        self.metrics.action(event.action, event.outcome.value)
+        if event.outcome is Outcome.NOOP:
+            level = logging.DEBUG  # one per machine per pass: counted, not logged by default
+        else:
+            level = logging.INFO if event.done else logging.WARNING
+        action_log.log(
+            level,
+            "%s: %s",
+            event.app,
+            event.describe(),
+            extra=action_extra(
+                app=event.app,
+                machine=event.machine_id,
+                slot=event.slot,
+                action=event.action,
+                outcome=event.outcome.value,
+                attempt=event.attempts,
+                error_class=event.error_class,
+                request_id=event.request_id,
+            ),
+        )
+
+    def _lease_waited(self, key: tuple[str, str | None]) -> None:
+        began = self._lease_waits.pop(key, None)
+        if began is not None:
+            self.metrics.lease_waited(self._clock.monotonic() - began)
+
+
+def run_result(result: AppResult) -> str:
+    """One word for an app pass (the ``result`` label): failed, refused, lease_blocked,
+    partial or converged, most severe first (the order of ``apply``'s exit codes)."""
+    outcomes = {r.outcome for r in result.results}
+    if result.failed or result.fatal or outcomes & {Outcome.ERROR, Outcome.BAD_REQUEST}:
+        return "failed"
+    if result.refused:
+        return "refused"
+    if result.lease_blocked:
+        return "lease_blocked"
+    if not result.converged:
+        return "partial"
+    return "converged"
+
+
+def observations(result: AppResult) -> tuple[list[Observation], set[str]]:
+    """The alert observations of one app pass, and the subjects it did not look at (a halted
+    rollout skipped them: their conditions neither count nor resolve)."""
+    app = result.app
+    seen: list[Observation] = []
+    if result.failed:
+        failure = Condition.AUTH if result.fatal else Condition.API_ERROR
+        seen.append(Observation(AlertKey(app, "-", failure), result.message, result.request_id))
+        return seen, set()
+    untouched: set[str] = set()
+    for r in result.results:
+        subject = r.slot or r.machine_id or "-"
+        message = one_line(r.describe())
+        condition: Condition | None = None
+        if r.error_class in FATAL_ERROR_CLASSES:
+            condition, subject = Condition.AUTH, "-"
+        elif r.outcome is Outcome.CAPACITY:
+            condition = Condition.CAPACITY
+        elif r.outcome is Outcome.QUOTA:
+            condition, subject = Condition.QUOTA, "-"
+        elif r.outcome is Outcome.VOLUME:
+            condition = Condition.VOLUME
+        elif r.outcome is Outcome.LEASE_HELD:
+            condition = Condition.LEASE_STUCK
+        elif r.outcome is Outcome.UNHEALTHY:
+            condition, subject = Condition.ROLLOUT_HALTED, r.group or "-"
+        elif r.outcome is Outcome.BAD_REQUEST:
+            condition = Condition.BAD_REQUEST
+        elif r.outcome is Outcome.ERROR:
+            condition = Condition.API_ERROR
+        elif r.outcome is Outcome.ROLLOUT_HALTED:
+            untouched.add(subject)
+        if condition is not None:
+            seen.append(Observation(AlertKey(app, subject, condition), message, r.request_id))
+    if result.refused and result.plan is not None and result.plan.refused is not None:
+        reason = one_line(result.plan.refused.reason)
+        seen.append(Observation(AlertKey(app, "-", Condition.REFUSED), reason))
+    return seen, untouched
+
+
+def drift_left(result: AppResult) -> int:
+    """Machines still out of sync after the pass: changes not done, plus detect-only drift."""
+    if result.plan is None:
+        return 0
+    undone = sum(1 for r in result.results if r.action != "noop" and not r.done)
+    return undone + len(result.plan.drift)
+
+
+def env_secrets(apps: Iterable[DesiredApp]) -> list[str]:
+    """Every env value (config and processes) and file content of ``apps``: sensitive."""
+    found: list[str] = []
+
+    def walk(node: Any, key: str | None) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                if k == "env" and isinstance(v, Mapping):
+                    found.extend(x for x in v.values() if isinstance(x, str))
+                elif k == "raw_value" and isinstance(v, str):
+                    found.append(v)
+                else:
+                    walk(v, str(k))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, key)
+
+    for app in apps:
+        for group in app.groups:
+            walk(group.config.to_wire(), None)
+    return found

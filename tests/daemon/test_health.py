@@ -1,0 +1,158 @@
+"""``/healthz``, ``/readyz``, ``/metrics`` and the systemd watchdog of an in-process daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from controller.daemon import ReconcileFn
+from controller.executor import Executor
+from controller.model.desired import DesiredApp
+from controller.observability.alerts import Condition
+from controller.outcomes import AppResult
+from controller.reconciler import reconcile_app
+from tests.daemon.support import IMAGE_V2, RecordingNotifier, app_file, daemon_world
+
+
+@pytest.fixture
+def desired(tmp_path: Path) -> Path:
+    """A directory with one app, ``web`` (two machines in ams)."""
+    directory = tmp_path / "desired"
+    directory.mkdir()
+    (directory / "web.yaml").write_text(app_file("web"))
+    return directory
+
+
+def stall_after(passes: int) -> StallingReconcile:
+    """A reconcile function that works ``passes`` times, then hangs forever."""
+    return StallingReconcile(passes)
+
+
+class StallingReconcile:
+    """Injects a stuck loop: the n-th pass never returns and makes no API call."""
+
+    def __init__(self, passes: int) -> None:
+        self.passes = passes
+        self.calls = 0
+
+    def __call__(self, executor: Executor) -> ReconcileFn:
+        async def reconcile(desired: DesiredApp, previous: int | None) -> AppResult:
+            self.calls += 1
+            if self.calls > self.passes:
+                await anyio.sleep_forever()
+            return await reconcile_app(desired, executor=executor, previous_managed_count=previous)
+
+        return reconcile
+
+
+async def test_healthz_turns_unhealthy_when_the_loop_is_stuck(desired: Path) -> None:
+    """Healthy while passes finish; 503 once no pass finished for 3 x interval."""
+    stall = stall_after(2)
+    async with daemon_world(desired, interval=10, reconcile=stall) as w:
+        await w.until(lambda: w.daemon.passes >= 2)
+        response = await w.health.get("/healthz")
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+        await w.until(lambda: stall.calls >= 3)
+        stuck_at = w.clock.monotonic()
+        taken = await w.until(lambda: not w.daemon.liveness().ok, within=100)
+        response = await w.health.get("/healthz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "failing"
+        last_pass = w.daemon.last_pass_at
+        assert last_pass is not None
+        assert w.clock.monotonic() - last_pass == pytest.approx(30, abs=0.1)
+        assert taken <= 30 + (w.clock.monotonic() - stuck_at)
+
+
+async def test_a_long_rollout_stays_alive_while_it_makes_progress(desired: Path) -> None:
+    """A pass longer than 3 x interval is alive as long as it keeps working."""
+    (desired / "web.yaml").write_text(app_file("web", regions={"ams": 6}))
+    async with daemon_world(desired, interval=1) as w:
+        await w.until(lambda: w.daemon.passes >= 1)
+        w.write("web.yaml", app_file("web", regions={"ams": 6}, image=IMAGE_V2))
+        seen_unhealthy = False
+        while w.images("web") != [IMAGE_V2] * 6:
+            seen_unhealthy |= not w.daemon.liveness().ok
+            await w.clock.sleep(0.1)
+        assert not seen_unhealthy
+
+
+async def test_readyz_needs_loaded_state_and_an_accepted_token(desired: Path) -> None:
+    """Ready after the API answered; a 401 makes it unready and fires the auth alert."""
+    async with daemon_world(desired) as w:
+        await w.until(lambda: w.daemon.passes >= 1)
+        response = await w.health.get("/readyz")
+        assert response.status_code == 200, response.text
+    async with daemon_world(desired, emulator_token="another-token-entirely") as w:
+        await w.until(lambda: w.daemon.passes >= 1)
+        response = await w.health.get("/readyz")
+        assert response.status_code == 503
+        assert any("refused the token" in p for p in response.json()["problems"])
+        [alert] = w.alerts.firing()
+        assert alert.key.condition is Condition.AUTH
+
+
+async def test_metrics_move_as_actions_happen(desired: Path) -> None:
+    """Counters and gauges follow creates, updates, API calls, conflicts and passes."""
+    async with daemon_world(desired, interval=300) as w:
+        await w.until(lambda: w.daemon.passes >= 1)
+        text = (await w.health.get("/metrics")).text
+        assert 'machine_reconciler_actions_total{action="create",outcome="ok"} 2.0' in text
+        assert "machine_reconciler_last_successful_pass_timestamp_seconds" in text
+        m = w.metrics
+        assert m.value("machine_reconciler_actions_total", action="update", outcome="ok") is None
+        listed = m.value(
+            "machine_reconciler_api_requests_total", endpoint="machines.list", code="200"
+        )
+        assert listed is not None
+        assert listed >= 1
+        assert m.value("machine_reconciler_reconcile_runs_total", result="converged") == 1
+        assert m.value("machine_reconciler_drift_machines", app="web") == 0
+        first_pass = m.value("machine_reconciler_last_successful_pass_timestamp_seconds")
+        assert first_pass == pytest.approx(w.clock.now(), abs=60)
+
+        [machine, _] = w.machines("web")
+        w.emulator.external_writer(
+            {"kind": "bump_version", "app": "web", "machine_id": machine["id"], "on": "next_update"}
+        )
+        w.emulator.external_writer(
+            {"kind": "hold_lease", "app": "web", "machine_id": machine["id"], "seconds": 3}
+        )
+        w.write("web.yaml", app_file("web", image=IMAGE_V2))
+        await w.until(
+            lambda: w.daemon.results["web"].plan is not None and w.images("web") == [IMAGE_V2] * 2
+        )
+        await w.until(lambda: w.daemon.results["web"].converged and w.daemon.passes >= 1)
+        await w.until(
+            lambda: m.value("machine_reconciler_actions_total", action="update", outcome="ok") == 2
+        )
+        assert m.value("machine_reconciler_conflicts_total", kind="version") == 1
+        assert (m.value("machine_reconciler_conflicts_total", kind="lease") or 0) >= 1
+        assert m.value("machine_reconciler_lease_wait_seconds_count") == 1
+        waited = m.value("machine_reconciler_lease_wait_seconds_sum")
+        assert waited is not None
+        assert 1 <= waited <= 5
+        assert m.value("machine_reconciler_reconcile_runs_total", result="converged") == 2
+        updated = m.value(
+            "machine_reconciler_api_requests_total", endpoint="machines.update", code="200"
+        )
+        assert updated == 2
+
+
+async def test_watchdog_pings_only_while_the_loop_makes_progress(desired: Path) -> None:
+    """WATCHDOG=1 every WATCHDOG_USEC/2 while healthy; silence once the loop is stuck."""
+    notifier = RecordingNotifier(watchdog_usec=4_000_000)
+    stall = stall_after(1)
+    async with daemon_world(desired, interval=5, reconcile=stall, notifier=notifier) as w:
+        assert notifier.sent[0] == "READY=1"
+        await w.until(lambda: stall.calls >= 2)
+        await w.until(lambda: not w.daemon.liveness().ok, within=60)
+        pings = notifier.sent.count("WATCHDOG=1")
+        assert pings >= 5
+        await w.clock.sleep(20)
+        assert notifier.sent.count("WATCHDOG=1") == pings, "no pings while stuck"
+        assert any(s.startswith("STATUS=running: 1 app(s)") for s in notifier.sent)
+    assert "STOPPING=1" in notifier.sent

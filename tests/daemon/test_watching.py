@@ -1,0 +1,108 @@
+"""The desired-state directory watcher: polling on a fake clock, debounced, ConfigMap-proof."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from controller.clock import FakeClock
+from controller.watching import DirWatcher, snapshot
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    """A directory with one desired-state file."""
+    (tmp_path / "web.yaml").write_text("app: web\n")
+    return tmp_path
+
+
+def test_snapshot_sees_only_what_the_loader_reads(directory: Path) -> None:
+    """*.yaml and *.yml files count; hidden files, other suffixes and directories do not."""
+    (directory / "api.yml").write_text("app: api\n")
+    (directory / ".web.yaml.swp").write_text("x")
+    (directory / ".hidden.yaml").write_text("x")
+    (directory / "notes.txt").write_text("x")
+    (directory / "sub.yaml").mkdir()
+    assert sorted(name for name, *_ in snapshot(directory)) == ["api.yml", "web.yaml"]
+    assert snapshot(directory / "missing") == frozenset()
+
+
+def test_check_reports_a_change_once(directory: Path) -> None:
+    """check(): True after a change, then False until the next one."""
+    watcher = DirWatcher(directory, clock=FakeClock())
+    assert not watcher.check()
+    (directory / "web.yaml").write_text("app: web\n# edited, and longer\n")
+    assert watcher.check()
+    assert not watcher.check()
+    (directory / "web.yaml").unlink()
+    assert watcher.check()
+
+
+async def test_a_change_is_reported_after_poll_and_debounce(
+    directory: Path, fake_clock: FakeClock
+) -> None:
+    """A write is reported once, poll + debounce seconds of the clock later."""
+    watcher = DirWatcher(directory, clock=fake_clock, poll=0.5, debounce=0.25)
+    changes = watcher.changes()
+    start = fake_clock.monotonic()
+    (directory / "api.yaml").write_text("app: api\n")
+    reported = await anext(changes)
+    assert fake_clock.monotonic() - start == pytest.approx(0.75)
+    assert {name for name, *_ in reported} == {"api.yaml", "web.yaml"}
+    await changes.aclose()
+
+
+async def test_debounce_waits_until_writes_settle(directory: Path) -> None:
+    """Several writes in a row produce one report, after the last of them."""
+    clock = FakeClock()
+    writes = iter(["a", "ab", "abc"])
+
+    class WritingClock(FakeClock):
+        """Each debounce sleep sees one more write, like an editor saving in steps."""
+
+        async def sleep(self, seconds: float) -> None:
+            await clock.sleep(seconds)
+            text = next(writes, None) if seconds < 0.5 else None
+            if text is not None:
+                (directory / "web.yaml").write_text(f"app: web\n# {text}\n")
+
+        def monotonic(self) -> float:
+            return clock.monotonic()
+
+    (directory / "web.yaml").write_text("app: web\n# first\n")
+    watcher = DirWatcher(directory, clock=WritingClock(), poll=0.5, debounce=0.25)
+    watcher._last = frozenset()  # pretend the first look saw nothing
+    changes = watcher.changes()
+    reported = await anext(changes)
+    assert clock.sleeps == [0.5, 0.25, 0.25, 0.25, 0.25]
+    assert reported == snapshot(directory)
+    await changes.aclose()
+
+
+async def test_a_configmap_style_symlink_swap_is_seen(tmp_path: Path) -> None:
+    """Kubernetes swaps a ..data symlink: same names, new targets -> a change."""
+    first = tmp_path / "..2026_01"
+    second = tmp_path / "..2026_02"
+    for target, image in ((first, "v1"), (second, "v2")):
+        target.mkdir()
+        (target / "web.yaml").write_text(f"app: web\n# {image}\n")
+    data = tmp_path / "..data"
+    data.symlink_to(first.name)
+    (tmp_path / "web.yaml").symlink_to("..data/web.yaml")
+    watcher = DirWatcher(tmp_path, clock=FakeClock())
+    temp = tmp_path / "..data_tmp"
+    temp.symlink_to(second.name)
+    os.replace(temp, data)  # the atomic swap kubelet does
+    assert watcher.check()
+
+
+async def test_changes_never_ends_on_its_own(directory: Path, fake_clock: FakeClock) -> None:
+    """With nothing changing, the watcher keeps polling (bounded here by the test)."""
+    watcher = DirWatcher(directory, clock=fake_clock, poll=0.5)
+    with anyio.move_on_after(0.2):
+        async for _ in watcher.changes():
+            pytest.fail("no change was made")
+    assert len(fake_clock.sleeps) > 10
