@@ -56,7 +56,8 @@ settings (environment):
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line (also used by tests to check the chart's and image's args)."""
     parser = argparse.ArgumentParser(
         prog="machine-reconciler",
         description="Keep Fly.io Machines equal to declarative desired-state files.",
@@ -152,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``machine-reconciler`` console script."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "validate":

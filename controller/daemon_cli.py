@@ -70,6 +70,7 @@ _FLAGS = {
     "lease_wait": "lease_wait",
     "log_format": "log_format",
     "run_log_level": "log_level",
+    "watch": "watch",
 }
 
 
@@ -101,6 +102,13 @@ def add_run_parser(subparsers: Any) -> None:
     run.add_argument("--lease-wait", metavar="SECONDS", help="wait for others' leases (default 60)")
     run.add_argument("--log-format", choices=["auto", "json", "text"], help="default auto")
     run.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        default=None,
+        help="do not watch DIR for changes (reconcile on the interval and SIGHUP only)",
+    )
+    run.add_argument(
         "--log-level",
         dest="run_log_level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -108,7 +116,8 @@ def add_run_parser(subparsers: Any) -> None:
     )
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (flags not given are left to env/TOML)."""
     values = {setting: getattr(args, flag, None) for flag, setting in _FLAGS.items()}
     global_level = getattr(args, "log_level", None)
     if values["log_level"] is None and global_level not in (None, "WARNING"):
@@ -122,7 +131,7 @@ def _error(message: str) -> None:
 
 def _settings(args: argparse.Namespace) -> DaemonSettings:
     """The settings, checked for what the daemon cannot start without."""
-    settings = load_daemon_settings(_overrides(args), config_file=args.config)
+    settings = load_daemon_settings(settings_overrides(args), config_file=args.config)
     if settings.api_token is None or not settings.api_token.get_secret_value().strip():
         raise ConfigError(
             "no Fly API token: set FLY_API_TOKEN or MACHINE_RECONCILER_API_TOKEN_FILE"
@@ -260,7 +269,11 @@ async def _run(settings: DaemonSettings, redactor: Redactor, sock: socket.socket
             port,
             extra={"event": "listening", "port": port},
         )
-        watcher = DirWatcher(settings.desired_dir, clock=clock, poll=settings.watch_interval)
+        watcher = (
+            DirWatcher(settings.desired_dir, clock=clock, poll=settings.watch_interval)
+            if settings.watch
+            else None
+        )
         ticker = ApschedulerTicker(settings.interval, settings.jitter_seconds)
         async with anyio.create_task_group() as tg:
             await tg.start(_signals, daemon, notifier, os._exit)

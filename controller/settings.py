@@ -264,6 +264,11 @@ class DaemonSettings(Settings):
     max_concurrent_apps: int = Field(
         default=4, ge=1, le=1000, description="Apps reconciled at the same time."
     )
+    watch: bool = Field(
+        default=True,
+        description="Reconcile when the desired-state directory changes (off: only on the "
+        "interval and SIGHUP; the Helm chart then rolls the pod on a config checksum).",
+    )
     watch_interval: float = Field(
         default=0.5,
         gt=0,

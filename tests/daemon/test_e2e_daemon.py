@@ -400,3 +400,19 @@ def test_notify_socket_ready_watchdog_status_stopping(
         wait_until(seen("STOPPING=1"), 10, "STOPPING=1")
         assert daemon.wait(15) == 0
     assert messages.index("READY=1") < messages.index("STOPPING=1")
+
+
+def test_no_watch_ignores_file_changes_until_sighup(
+    desired: Path, emulator: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    """--no-watch (the chart's checksum mode): a file change waits for SIGHUP or the interval."""
+    (desired / "web.yaml").write_text(app_yaml("e2e-web"))
+    daemon = start_daemon(desired, emulator, "--interval", "3600", "--no-watch")
+    wait_until(converged(emulator, "e2e-web", V1, 2), 15, "convergence at start")
+    (desired / "web.yaml").write_text(app_yaml("e2e-web", V2))
+    time.sleep(2.0)  # a watching daemon converges within 2 s (test_file_change_...)
+    assert {m["config"]["image"] for m in machines(emulator, "e2e-web")} == {V1}
+    daemon.signal(signal.SIGHUP)
+    wait_until(converged(emulator, "e2e-web", V2, 2), 15, "convergence after SIGHUP")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0

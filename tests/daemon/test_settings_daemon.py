@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.daemon_cli import add_run_parser, cmd_run
+from controller.daemon_cli import add_run_parser, cmd_run, settings_overrides
 from controller.errors import ConfigError
 from controller.settings import (
     CONFIG_ENV,
@@ -170,8 +170,6 @@ def desired(tmp_path: Path) -> Path:
 
 def test_flags_map_to_settings(desired: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every run flag reaches its setting."""
-    from controller.daemon_cli import _overrides
-
     args = run_args(
         str(desired),
         "--interval=15",
@@ -184,7 +182,7 @@ def test_flags_map_to_settings(desired: Path, monkeypatch: pytest.MonkeyPatch) -
         "--log-format=text",
         "--log-level=DEBUG",
     )
-    s = load_daemon_settings(_overrides(args))
+    s = load_daemon_settings(settings_overrides(args))
     assert s.desired_dir == desired
     assert (s.interval, s.health_port, s.shard_index, s.shard_count) == (15.0, 0, 1, 3)
     assert s.alert_webhook_url is not None
@@ -248,3 +246,15 @@ def test_cmd_run_reports_a_busy_health_port(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_watching_can_be_turned_off_by_env_or_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """watch is on by default; MACHINE_RECONCILER_WATCH=false or --no-watch turn it off."""
+    assert load_daemon_settings({}).watch is True
+    monkeypatch.setenv("MACHINE_RECONCILER_WATCH", "false")
+    assert load_daemon_settings({}).watch is False
+    monkeypatch.delenv("MACHINE_RECONCILER_WATCH")
+    parser = argparse.ArgumentParser()
+    add_run_parser(parser.add_subparsers(dest="command"))
+    assert settings_overrides(parser.parse_args(["run", "--no-watch"]))["watch"] is False
+    assert "watch" not in settings_overrides(parser.parse_args(["run"]))
