@@ -93,10 +93,18 @@ class Reporter:
     """Progress and summary output; ``rich`` live display on a TTY, plain lines otherwise."""
 
     def __init__(
-        self, stream: IO[str] | None = None, *, force_plain: bool = False, show_plan: bool = True
+        self,
+        stream: IO[str] | None = None,
+        *,
+        force_plain: bool = False,
+        show_plan: bool = True,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.stream = stream or sys.stdout
         self.show_plan = show_plan
+        # API messages can echo values that were never in a request of ours (so the client
+        # could not scrub them): everything printed passes through the log redactor too.
+        self.redact = redact
         self.console = Console(file=self.stream, soft_wrap=True, highlight=False)
         if not self.console.is_terminal:  # logs: wide tables rather than wrapped cells
             self.console = Console(
@@ -130,11 +138,13 @@ class Reporter:
             counted = event.outcome is not Outcome.NOOP  # totals count changes, not no-ops
             if self._progress is not None and event.app in self._tasks and counted:
                 self._progress.update(
-                    self._tasks[event.app], advance=1, last=one_line(event.describe(), 60)
+                    self._tasks[event.app],
+                    advance=1,
+                    last=self.redact(one_line(event.describe(), 60)),
                 )
             quiet = event.outcome is Outcome.NOOP or (self.live and event.done)
             if not quiet:
-                self.console.print(f"{event.app}: {event.describe()}", markup=False)
+                self.console.print(self.redact(f"{event.app}: {event.describe()}"), markup=False)
         elif self._progress is not None and event.app in self._tasks:
             who = event.slot or event.machine_id or ""
             self._progress.update(self._tasks[event.app], last=f"{who} {event.phase}")
@@ -162,7 +172,7 @@ class Reporter:
                 str(noop),
                 str(blocked),
                 str(failed),
-                result.message or _first_problem(result),
+                self.redact(result.message or _first_problem(result)),
             )
         for app in blocked_apps:
             table.add_row(app, "not applied", "-", "-", "-", "-", "desired-state file invalid")

@@ -8,7 +8,6 @@ a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import random
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -25,10 +24,12 @@ from controller.errors import ConfigError, FlyAPIError
 from controller.flyapi import MachinesClient
 from controller.loader import LoadResult, load_dir
 from controller.model.desired import DesiredApp
+from controller.observability.logging import Redactor, configure_logging
 from controller.plan import AppPlan, plan
 from controller.reconciler import list_live
 from controller.render import render, to_json
 from controller.settings import Settings
+from controller.telemetry import env_secrets
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -154,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``machine-reconciler`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "run":  # the daemon configures its own (JSON) logging
+        configure_logging(fmt="text", level=args.log_level, redactor=REDACTOR)
     try:
         if args.command == "validate":
             return _cmd_validate(args)
@@ -176,8 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+#: Masks the token and every desired-state env value in whatever the one-shot commands log.
+REDACTOR = Redactor()
+
+
 def _error(message: str) -> None:
-    print(f"machine-reconciler: error: {message}", file=sys.stderr)
+    print(f"machine-reconciler: error: {REDACTOR.redact(message)}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------- validate
@@ -187,6 +193,7 @@ def _load(directory: Path) -> LoadResult:
     if not directory.is_dir():
         raise ConfigError(f"desired-state directory not found: {directory}")
     loaded = load_dir(directory)
+    REDACTOR.update(env_secrets(loaded.apps.values()))
     for error in loaded.errors:
         print(str(error), file=sys.stderr)
     return loaded
@@ -228,7 +235,10 @@ async def _client(apps: Sequence[DesiredApp], *, embedded: bool) -> AsyncIterato
             settings, clock=SystemClock(), rng=random.Random(), transport=transport
         )
     else:
-        client = MachinesClient.from_settings(_settings(), clock=SystemClock(), rng=random.Random())
+        settings = _settings()
+        if settings.api_token is not None:
+            REDACTOR.add_secrets(settings.api_token.get_secret_value())
+        client = MachinesClient.from_settings(settings, clock=SystemClock(), rng=random.Random())
     async with client:
         yield client
 
@@ -299,7 +309,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     loaded = _load(args.dir)
     apps = _selected(loaded, args.app)
     blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
-    reporter = Reporter()
+    reporter = Reporter(redact=REDACTOR.redact)
 
     async def run() -> int:
         async with _client(apps, embedded=args.embedded) as client:

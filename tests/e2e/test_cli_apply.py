@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EmulatorProcess, control, run_cli
+from tests.e2e.conftest import TOKEN, EmulatorProcess, control, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -168,3 +168,36 @@ def test_apply_without_yes_off_a_terminal_writes_nothing(desired: Path, url: str
     assert result.returncode == 1
     assert "--yes" in result.stderr
     assert {e["method"] for e in control(url, "GET", "/requests")} == {"GET"}
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_secrets_never_reach_the_output_even_at_debug(desired: Path, url: str, method: str) -> None:
+    """An env secret and the token echoed back by the API (on a create that carried them, or on
+    a list that did not) stay out of stdout and stderr, even at DEBUG."""
+    secret = "redis://:hunter2-queue-password@queue.internal:6379/0"
+    status = 400 if method == "POST" else 500
+    fault = {
+        "method": method,
+        "path": "/apps/acme-jobs/machines$",
+        "count": 10,
+        "status": status,
+        "body": {"error": f"invalid env QUEUE_URL={secret} token={TOKEN}"},
+    }
+    control(url, "POST", "/faults", fault)
+    result = run_cli(
+        "--log-level",
+        "DEBUG",
+        "apply",
+        str(desired),
+        "--yes",
+        "--app",
+        "acme-jobs",
+        url=url,
+        ACME_QUEUE_URL=secret,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert ("bad_request" if method == "POST" else "server_error") in output
+    assert "hunter2" not in output
+    assert TOKEN not in output
+    assert "DEBUG" in result.stderr, "debug logging was on"

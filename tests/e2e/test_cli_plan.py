@@ -99,3 +99,28 @@ def test_plan_embedded_needs_no_token(desired: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "~ update" in result.stdout
     assert "unmanaged machines" in result.stdout
+
+
+def test_plan_errors_never_print_an_echoed_secret(
+    desired: Path, start_emulator: EmulatorProcess
+) -> None:
+    """A list failure whose body echoes an env value prints the error with the value masked."""
+    url, _ = start_emulator()
+    secret = "redis://:hunter2-queue-password@queue.internal:6379/0"
+    control(url, "POST", "/seed", {"apps": [{"name": "acme-jobs"}]})
+    control(
+        url,
+        "POST",
+        "/faults",
+        {
+            "method": "GET",
+            "path": "/machines$",
+            "count": 10,
+            "status": 500,
+            "body": {"error": f"leaked {secret}"},
+        },
+    )
+    result = run_cli("plan", str(desired), "--app", "acme-jobs", url=url, ACME_QUEUE_URL=secret)
+    assert result.returncode == 1
+    assert "acme-jobs" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
