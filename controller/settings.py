@@ -221,13 +221,9 @@ class _ConfigFileSource(TomlConfigSettingsSource):
 class DaemonSettings(Settings):
     """Everything ``machine-reconciler run`` needs (see the module docstring for the sources)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MACHINE_RECONCILER_",
-        env_file=None,
-        extra="forbid",
-        populate_by_name=True,
-        frozen=True,
-    )
+    # Merged over Settings' config (prefix, no .env file, frozen): only unknown keys change,
+    # because a typo in config.toml must stop the daemon rather than be ignored.
+    model_config = SettingsConfigDict(extra="forbid")
 
     desired_dir: Path = Field(
         default=Path("desired_state"), description="Directory of desired-state files (DIR)."
