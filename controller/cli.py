@@ -24,12 +24,12 @@ from controller.errors import ConfigError, FlyAPIError
 from controller.flyapi import MachinesClient
 from controller.loader import LoadResult, load_dir
 from controller.model.desired import DesiredApp
+from controller.normalize import sensitive_values
 from controller.observability.logging import Redactor, configure_logging
 from controller.plan import AppPlan, plan
 from controller.reconciler import list_live
 from controller.render import render, to_json
 from controller.settings import Settings
-from controller.telemetry import env_secrets
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -193,7 +193,7 @@ def _load(directory: Path) -> LoadResult:
     if not directory.is_dir():
         raise ConfigError(f"desired-state directory not found: {directory}")
     loaded = load_dir(directory)
-    REDACTOR.update(env_secrets(loaded.apps.values()))
+    REDACTOR.update(sensitive_values(loaded.apps.values()))
     for error in loaded.errors:
         print(str(error), file=sys.stderr)
     return loaded

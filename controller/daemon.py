@@ -47,6 +47,7 @@ from controller.errors import ConfigError
 from controller.executor import Executor
 from controller.loader import LoadResult, load_dir
 from controller.model.desired import DesiredApp
+from controller.normalize import sensitive_values
 from controller.observability.alerts import AlertKey, Alerts, Condition, Observation
 from controller.observability.health import Check
 from controller.observability.logging import Redactor
@@ -55,7 +56,7 @@ from controller.reconciler import reconcile_app
 from controller.scheduling import Ticker, in_shard
 from controller.sdnotify import Notifier
 from controller.settings import DaemonSettings
-from controller.telemetry import Telemetry, drift_left, env_secrets, observations, run_result
+from controller.telemetry import Telemetry, drift_left, observations, run_result
 from controller.watching import DirWatcher
 from controller.workqueue import WorkQueue
 
@@ -166,7 +167,7 @@ class Daemon:
         gone = [name for name in self.apps if name not in mine]
         self.apps, self.blocked = mine, blocked
         if self.redactor is not None:
-            self.redactor.update(env_secrets(mine.values()))
+            self.redactor.update(sensitive_values(mine.values()))
         for name in gone:
             self._forget(name, blocked=name in blocked)
         self._observe_load(loaded, blocked)

@@ -42,6 +42,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel
 
 from controller.model.actual import RECONCILER_PREFIX
+from controller.model.desired import DesiredApp
 from controller.model.flyconfig import (
     FLY_METADATA_PREFIX,
     MachineConfig,
@@ -63,6 +64,7 @@ __all__ = [
     "normalize_image",
     "passthrough_paths",
     "sensitive_paths",
+    "sensitive_values",
     "spec_hash",
 ]
 
@@ -573,13 +575,13 @@ def is_sensitive(path: str) -> bool:
     return is_sensitive_parts(_parse_path(path))
 
 
-def sensitive_paths(config: Mapping[str, Any]) -> list[str]:
-    """Every concrete sensitive field path present in a config, sorted."""
-    found: list[str] = []
+def _sensitive_leaves(config: Mapping[str, Any]) -> list[tuple[PathParts, Any]]:
+    """Every (path, value) of a config whose value is sensitive (a leaf, never a container)."""
+    found: list[tuple[PathParts, Any]] = []
 
     def visit(value: Any, parts: PathParts) -> None:
         if parts and is_sensitive_parts(parts) and not isinstance(value, Mapping | list):
-            found.append(format_path(parts))
+            found.append((parts, value))
             return
         if isinstance(value, Mapping):
             for key, item in value.items():
@@ -589,7 +591,24 @@ def sensitive_paths(config: Mapping[str, Any]) -> list[str]:
                 visit(item, (*parts, i))
 
     visit(config, ())
-    return sorted(found)
+    return found
+
+
+def sensitive_paths(config: Mapping[str, Any]) -> list[str]:
+    """Every concrete sensitive field path present in a config, sorted."""
+    return sorted(format_path(parts) for parts, _ in _sensitive_leaves(config))
+
+
+def sensitive_values(apps: Iterable[DesiredApp]) -> list[str]:
+    """Every sensitive string of the apps' configs (env values, file contents): what the log
+    redactor must mask.  Uses the same :data:`SENSITIVE_PATTERNS` as plans and diffs."""
+    return [
+        value
+        for app in apps
+        for group in app.groups
+        for _, value in _sensitive_leaves(group.config.to_wire())
+        if isinstance(value, str)
+    ]
 
 
 # ------------------------------------------------------------------------------ diff

@@ -7,8 +7,7 @@
   token, and when the loop last showed work (for liveness).
 * :func:`run_result`, :func:`observations`, :func:`drift_left` turn an app's
   :class:`~controller.outcomes.AppResult` into the ``result`` label, alert observations and
-  the ``drift_machines`` gauge; :func:`env_secrets` lists the desired state's sensitive values
-  for the log redactor.
+  the ``drift_machines`` gauge.
 
 Alert keys per outcome: capacity, volume, lease held (``lease_stuck``), bad request and
 machine errors per slot; quota, auth, refused plans and failed listings per app; an unhealthy
@@ -18,18 +17,15 @@ machine per group (``rollout_halted``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
 
 from controller.clock import Clock
 from controller.flyapi import ResponseEvent
-from controller.model.desired import DesiredApp
 from controller.observability.alerts import AlertKey, Condition, Observation
 from controller.observability.logging import action_extra
 from controller.observability.metrics import Metrics
 from controller.outcomes import FATAL_ERROR_CLASSES, AppResult, Event, Outcome, Progress, one_line
 
-__all__ = ["Telemetry", "drift_left", "env_secrets", "observations", "run_result"]
+__all__ = ["Telemetry", "drift_left", "observations", "run_result"]
 
 action_log = logging.getLogger("controller.actions")
 
@@ -159,26 +155,3 @@ def drift_left(result: AppResult) -> int:
         return 0
     undone = sum(1 for r in result.results if r.action != "noop" and not r.done)
     return undone + len(result.plan.drift)
-
-
-def env_secrets(apps: Iterable[DesiredApp]) -> list[str]:
-    """Every env value (config and processes) and file content of ``apps``: sensitive."""
-    found: list[str] = []
-
-    def walk(node: Any, key: str | None) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                if k == "env" and isinstance(v, Mapping):
-                    found.extend(x for x in v.values() if isinstance(x, str))
-                elif k == "raw_value" and isinstance(v, str):
-                    found.append(v)
-                else:
-                    walk(v, str(k))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item, key)
-
-    for app in apps:
-        for group in app.groups:
-            walk(group.config.to_wire(), None)
-    return found
