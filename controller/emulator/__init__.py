@@ -1,12 +1,12 @@
 """An in-memory emulator of the Fly.io Machines API, for tests, demos and benchmarks.
 
-It follows ``shared/FLY_API.md`` (cited by section in the modules): apps, machines with versions
-and timed state transitions on an injected clock, full-replacement updates with server-filled
-defaults, ``current_version`` checks, leases in both envelopes, ``/wait`` with its 60 s cap and
-408s, metadata filters and cursor pagination, region capacity and org quotas, volumes, per-action
-rate limits, and fault injection (statuses, latency, dropped connections, outside writers)
-driven through a ``/_emulator/`` control API.  It works on plain JSON and imports nothing from
-the controller except ``controller.clock``, so a misreading of the API cannot be shared between
+It follows ``controller/flyapi/FLY_API.md`` (cited by section in the modules): apps, machines with
+versions and timed state transitions on an injected clock, full-replacement updates with
+server-filled defaults, ``current_version`` checks, leases in both envelopes, ``/wait`` with its 60
+s cap and 408s, metadata filters and cursor pagination, region capacity and org quotas, volumes,
+per-action rate limits, and fault injection (statuses, latency, dropped connections, outside
+writers) driven through a ``/_emulator/`` control API. It works on plain JSON and imports nothing
+from the controller except ``controller.clock``, so a misreading of the API cannot be shared between
 client and fake.
 
 Module map: ``app`` (build_app) -> ``pipeline`` (request ids, log, faults, auth, limits) ->

@@ -1,8 +1,8 @@
 """Fly's machine config (``fly.MachineConfig`` and the ``fly.*`` objects under it), validated.
 
-Field names are the spec's (``shared/spec/fly-machines-openapi.json``).  Every object forbids
-unknown keys, so a typo such as ``memry_mb`` is an error with a field path instead of being
-silently ignored.  Fields we do not model yet can still be sent through the **escape hatch**
+Field names are the spec's (``controller/emulator/spec/fly-machines-openapi.json``). Every object
+forbids unknown keys, so a typo such as ``memry_mb`` is an error with a field path instead of being
+silently ignored. Fields we do not model yet can still be sent through the **escape hatch**
 ``x_passthrough``, accepted on every config object (the config itself, ``guest``, each service,
 port, check...): a mapping merged verbatim into that object of the request Fly receives::
 

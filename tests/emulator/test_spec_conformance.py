@@ -8,8 +8,6 @@ spec is nullable, so the emulator must leave absent values out rather than send 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,23 +16,15 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SPEC_NAME = "fly-machines-openapi.json"
-CANDIDATES = [
-    Path(__file__).resolve().parents[2] / "spec" / SPEC_NAME,
-    Path(__file__).resolve().parents[2] / "shared" / "spec" / SPEC_NAME,
-    Path("/work/shared/spec") / SPEC_NAME,
-]
+from controller.emulator.spec import load_spec
+
 IMAGE = "registry.fly.io/web:deployment-01"
 
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    for candidate in CANDIDATES:
-        if candidate.is_file():
-            spec = json.loads(candidate.read_text(encoding="utf-8"))
-            resource = Resource.from_contents(spec, default_specification=DRAFT4)
-            return Registry().with_resource(uri="urn:fly-spec", resource=resource)
-    pytest.skip("the saved OpenAPI spec is not available")
+    resource = Resource.from_contents(load_spec(), default_specification=DRAFT4)
+    return Registry().with_resource(uri="urn:fly-spec", resource=resource)
 
 
 def check(registry: Registry, schema: str, instance: Any) -> None:

@@ -1,6 +1,7 @@
 """Validate requests and responses against Fly's published OpenAPI spec, strictly.
 
-The saved spec (``shared/spec/fly-machines-openapi.json``, SPEC-2025 in FLY_API.md) never sets
+The saved spec (``controller/emulator/spec/fly-machines-openapi.json``, SPEC-2025 in
+``controller/flyapi/FLY_API.md``) never sets
 ``additionalProperties: false``, so validating against it as published would accept almost any
 JSON object, and a test built on it could not fail.  We therefore validate against a *strict*
 copy: every object schema that lists ``properties`` rejects keys it does not list.  A misspelt
@@ -18,7 +19,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +26,8 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS30Validator
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "spec" / "fly-machines-openapi.json"
+from controller.emulator.spec import load_spec
+
 HOST = "https://api.machines.dev"
 
 # Fields the saved spec lacks, added to the strict copy.  (schema, property, json schema, why)
@@ -205,10 +206,9 @@ def _strict(node: Any) -> Any:
     return node
 
 
-def load_strict_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+def load_strict_spec() -> dict[str, Any]:
     """The saved spec made strict, with the declared SPEC-NEW extensions added."""
-    spec: dict[str, Any] = json.loads(path.read_text())
-    spec = copy.deepcopy(spec)
+    spec: dict[str, Any] = copy.deepcopy(load_spec())
     schemas = spec["components"]["schemas"] = _strict(spec["components"]["schemas"])
     for schema_name, prop, prop_schema, _why in EXTENSIONS:
         schemas[schema_name]["properties"][prop] = prop_schema
