@@ -1,5 +1,5 @@
 """``python -m controller`` is the same program as the ``machine-reconciler`` script."""
 
-from controller.cli import main
+from controller.cli.commands import main
 
 raise SystemExit(main())

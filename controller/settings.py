@@ -38,7 +38,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from controller.errors import ConfigError
+from controller.core.errors import ConfigError
 
 __all__ = [
     "CONFIG_ENV",
@@ -395,7 +395,7 @@ def load_daemon_settings(
     config_file: Path | None = None,
 ) -> DaemonSettings:
     """Build :class:`DaemonSettings`: ``overrides`` (CLI flags, ``None`` values dropped) >
-    environment > config file > defaults.  Raises :class:`~controller.errors.ConfigError`
+    environment > config file > defaults.  Raises :class:`~controller.core.errors.ConfigError`
     with one line for any problem."""
     path = config_file_in_use(config_file)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}

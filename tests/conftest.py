@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from controller.clock import FakeClock
+from controller.testing import FakeClock
 
 _OWN_PREFIXES = ("MACHINE_RECONCILER_", "FLY_")
 

@@ -1,7 +1,7 @@
 """The Fly Machines API edge: typed async client, response models, envelope parsing, pacing.
 
 Everything that speaks HTTP to Fly lives in this package; the rest of the controller sees only
-the models below and the exception tree of :mod:`controller.errors`.
+the models below and the exception tree of :mod:`controller.core.errors`.
 
 * :mod:`~controller.flyapi.client`: :class:`MachinesClient`, one method per endpoint.
 * :mod:`~controller.flyapi.exchange`: one call end to end (pacing, sending, error mapping,

@@ -5,7 +5,7 @@ base_url=...)``) and its ``base_url`` is the API root, e.g. ``https://api.machin
 path here starts with ``/v1``.  :meth:`MachinesClient.from_settings` builds one for production.
 
 Errors: each method returns a parsed model or raises exactly one
-:class:`~controller.errors.FlyAPIError` subclass (see :mod:`controller.errors`); httpx
+:class:`~controller.core.errors.FlyAPIError` subclass (see :mod:`controller.core.errors`); httpx
 exceptions never escape.
 
 Retries (inside the client, :class:`~controller.flyapi.exchange.Exchange`): every call is
@@ -18,7 +18,7 @@ harmless:
   ``get_lease``, ``refresh_lease`` (same nonce, just extends), ``release_lease`` (a second
   release answers "lease not found"), ``destroy_machine`` (a second destroy answers 404), and
   ``update_machine`` **only when ``current_version`` is given** (if the first attempt committed,
-  the repeat is refused with :class:`~controller.errors.VersionConflict` and nothing changes);
+  the repeat is refused with :class:`~controller.core.errors.VersionConflict` and nothing changes);
 * not retried: ``create_machine`` (it may have created the machine: the executor re-lists by
   its launch tag first, FLY_API.md 1.3 "silent success"), ``create_app``, ``acquire_lease``
   (a repeat would collide with our own new lease), ``start_machine`` and ``stop_machine``
@@ -38,7 +38,8 @@ import httpx
 from pydantic import SecretStr
 
 from controller.clock import Clock
-from controller.errors import ConfigError, InvalidResponse
+from controller.core.errors import ConfigError, InvalidResponse
+from controller.core.retry import Backoff, RetryPolicy
 from controller.flyapi.endpoints import (
     ENDPOINTS,
     app_path,
@@ -55,7 +56,6 @@ from controller.flyapi.lease_calls import LeaseCalls
 from controller.flyapi.models import ActionResult, App, Machine, MachinesPage, WaitResult
 from controller.flyapi.ratelimit import RateLimiter, RateLimits
 from controller.flyapi.responses import decode, decode_list
-from controller.retry import Backoff, RetryPolicy
 from controller.settings import Settings
 
 __all__ = ["MachinesClient"]
@@ -246,7 +246,7 @@ class MachinesClient(LeaseCalls):
 
         Without ``limit`` Fly answers in one page.  A machine seen on two pages (the list moved
         while paging) is kept once, with its latest data.  A repeated cursor or too many pages
-        raises :class:`~controller.errors.InvalidResponse`.
+        raises :class:`~controller.core.errors.InvalidResponse`.
         """
         found: dict[str, Machine] = {}
         seen: set[str] = set()
@@ -353,7 +353,7 @@ class MachinesClient(LeaseCalls):
         """``POST /v1/apps/{app}/machines/{id}``: full replacement of the config.
 
         ``current_version`` guards against concurrent writers (409
-        :class:`~controller.errors.VersionConflict`); ``nonce`` goes in the
+        :class:`~controller.core.errors.VersionConflict`); ``nonce`` goes in the
         ``fly-machine-lease-nonce`` header.  Retried after ambiguous failures only when
         ``current_version`` is given.
         """
@@ -407,7 +407,7 @@ class MachinesClient(LeaseCalls):
         """``DELETE .../{id}`` (``?force=true`` kills a running machine).
 
         Retried after ambiguous failures; if the first attempt had already destroyed the
-        machine, the repeat raises :class:`~controller.errors.NotFound`, which means "gone".
+        machine, the repeat raises :class:`~controller.core.errors.NotFound`, which means "gone".
         """
         params = [("force", "true")] if force else []
         response = await self._call(
@@ -452,7 +452,7 @@ class MachinesClient(LeaseCalls):
         ``timeout`` is clamped to 1..60 s and sent as whole seconds; the HTTP timeout is that
         plus a margin.  ``version`` is sent both as ``version`` (SPEC-NEW) and ``instance_id``
         (SPEC-2025; required for ``stopped`` on older APIs).  Raises
-        :class:`~controller.errors.WaitTimeout` (408) when the state was not reached: loop.
+        :class:`~controller.core.errors.WaitTimeout` (408) when the state was not reached: loop.
         """
         seconds = wait_seconds(timeout)
         params = [

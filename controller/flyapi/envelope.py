@@ -1,4 +1,4 @@
-"""Parse Fly's error bodies into :class:`controller.errors.ErrorEnvelope`; never raises.
+"""Parse Fly's error bodies into :class:`controller.core.errors.ErrorEnvelope`; never raises.
 
 Fly answers errors in two shapes (FLY_API.md 3.1): the generic ``{"error", "status",
 "details"}`` and the lease-style ``{"status": "error", "message", "code"}``; some bodies are
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from controller.errors import ErrorEnvelope
+from controller.core.errors import ErrorEnvelope
 
 __all__ = ["parse_error_envelope"]
 

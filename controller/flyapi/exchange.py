@@ -3,10 +3,10 @@
 :class:`Exchange` is the only code that touches ``httpx`` request/response objects.  Per attempt
 it waits on the :class:`~controller.flyapi.ratelimit.RateLimiter`, sends through the injected
 ``httpx.AsyncClient``, and either returns a 2xx response or raises exactly one
-:class:`~controller.errors.FlyAPIError`: transport exceptions are wrapped here
+:class:`~controller.core.errors.FlyAPIError`: transport exceptions are wrapped here
 (``raise ... from exc``), non-2xx responses go through
-:func:`controller.retry.error_from_response`.  Between attempts it asks
-:func:`controller.retry.classify` and sleeps on the injected clock.
+:func:`controller.core.retry.error_from_response`.  Between attempts it asks
+:func:`controller.core.retry.classify` and sleeps on the injected clock.
 
 Secrets: the token is added to each request's headers here and nowhere else; no header or
 request body is ever put into an exception, a log record or a :class:`ResponseEvent`, and the
@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from controller import __version__
 from controller.clock import Clock
-from controller.errors import (
+from controller.core.errors import (
     ConfigError,
     ConnectFailed,
     ConnectionDropped,
@@ -39,9 +39,9 @@ from controller.errors import (
     RequestTimeout,
     TransportFailure,
 )
+from controller.core.retry import RetryAfter, RetryPolicy, classify, error_from_response
 from controller.flyapi.envelope import parse_error_envelope
 from controller.flyapi.ratelimit import RateLimiter
-from controller.retry import RetryAfter, RetryPolicy, classify, error_from_response
 
 __all__ = [
     "NONCE_HEADER",

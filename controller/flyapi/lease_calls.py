@@ -1,7 +1,7 @@
 """The lease endpoints of :class:`~controller.flyapi.client.MachinesClient` (FLY_API.md 1.7).
 
 A lease is Fly's per-machine lock: ``POST .../lease`` acquires it (409
-:class:`~controller.errors.LeaseHeld` when someone else holds it), the same POST with our nonce
+:class:`~controller.core.errors.LeaseHeld` when someone else holds it), the same POST with our nonce
 in ``fly-machine-lease-nonce`` refreshes it, ``DELETE`` releases it.  Fly answers in a wrapped
 ``{"status": "success", "data": {...}}`` envelope (the spec's flat ``Lease`` is accepted too).
 This mixin holds only the request shapes; sending, errors and retries are the client's.
@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from controller.errors import LeaseLost
+from controller.core.errors import LeaseLost
 from controller.flyapi.endpoints import machine_path, machine_scope, nonce_header
 from controller.flyapi.exchange import REQUEST_ID_HEADER
 from controller.flyapi.models import Lease
@@ -44,7 +44,7 @@ class LeaseCalls:
 
         (fly-go sends ``?ttl=`` instead; the spec and Fly's docs use the body, and the saved spec
         declares no such query parameter.)  Held by someone else:
-        :class:`~controller.errors.LeaseHeld`.
+        :class:`~controller.core.errors.LeaseHeld`.
         Not retried after ambiguous failures (a repeat would collide with our own new lease).
         """
         body: dict[str, Any] = {"ttl": int(ttl)}
@@ -61,7 +61,7 @@ class LeaseCalls:
     async def refresh_lease(self, app: str, machine_id: str, *, nonce: str, ttl: int) -> Lease:
         """Extend our lease: the same POST with our nonce in ``fly-machine-lease-nonce``.
 
-        Raises :class:`~controller.errors.LeaseLost` when Fly answers with a different nonce
+        Raises :class:`~controller.core.errors.LeaseLost` when Fly answers with a different nonce
         (ours had lapsed and a new lease was made; its nonce is ``exc.new_nonce``).
         """
         path = machine_path(app, machine_id) + "/lease"
@@ -86,7 +86,7 @@ class LeaseCalls:
 
     async def release_lease(self, app: str, machine_id: str, *, nonce: str) -> None:
         """``DELETE .../{id}/lease`` with our nonce.  "lease not found" raises
-        :class:`~controller.errors.LeaseNotFound` (callers usually ignore it)."""
+        :class:`~controller.core.errors.LeaseNotFound` (callers usually ignore it)."""
         await self._call(
             "leases.release",
             machine_path(app, machine_id) + "/lease",

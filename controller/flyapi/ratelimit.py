@@ -2,7 +2,7 @@
 
 Fly limits each *action* per *machine* (or per app for app-scoped actions) to 1 req/s with a
 burst of 3, and Get Machine to 5 req/s with a burst of 10.  :class:`RateLimiter` keeps one
-:class:`~controller.retry.TokenBucket` per (scope, bucket name) plus one global bucket (our own
+:class:`~controller.core.retry.TokenBucket` per (scope, bucket name) plus one global bucket (our own
 cap, protecting the shared token), and makes callers wait on the injected clock.  Buckets that
 have refilled completely are forgotten, so memory stays bounded however many machines we see.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.clock import Clock
-from controller.retry import TokenBucket
+from controller.core.retry import TokenBucket
 from controller.settings import Settings
 
 __all__ = ["RateLimiter", "RateLimits"]

@@ -1,4 +1,4 @@
-"""Turn 2xx responses into models, or into :class:`~controller.errors.InvalidResponse`.
+"""Turn 2xx responses into models, or into :class:`~controller.core.errors.InvalidResponse`.
 
 A validation failure is reported by field location and message only: pydantic's own error text
 quotes the input, and the input is a machine config whose ``env`` values may be secrets, so the
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from controller.errors import InvalidResponse
+from controller.core.errors import InvalidResponse
 from controller.flyapi.models import Lease
 
 __all__ = ["decode", "decode_json", "decode_lease", "decode_list", "invalid_response"]

@@ -12,7 +12,7 @@ Two layers live here:
   recursively, lists replace), with the cross-field rules checked (an image is required, and
   ``memory_mb`` for any guest but shared-cpu-1x).
 
-Nothing here performs I/O; :mod:`controller.loader` reads files, resolves ``${ENV:..}`` and
+Nothing here performs I/O; :mod:`controller.loading.loader` reads files, resolves ``${ENV:..}`` and
 ``${FILE:..}`` references and maps validation errors back to YAML lines.
 """
 
@@ -223,7 +223,7 @@ class DesiredGroup(StrictModel):
 
 
 class DesiredApp(StrictModel):
-    """One app's desired state, ready for :func:`controller.plan.plan`."""
+    """One app's desired state, ready for :func:`controller.planning.plan.plan`."""
 
     app: str
     groups: tuple[DesiredGroup, ...]
@@ -345,8 +345,8 @@ def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
 def parse_app(data: Mapping[str, Any], source: str | None = None) -> DesiredApp:
     """Validate a parsed desired-state document and build the app (handy for tests and tools).
 
-    References such as ``${ENV:NAME}`` are *not* resolved here (see :mod:`controller.loader`).
-    Raises :class:`DesiredStateInvalid`.
+    References such as ``${ENV:NAME}`` are *not* resolved here (see
+    :mod:`controller.loading.loader`). Raises :class:`DesiredStateInvalid`.
     """
     try:
         file = DesiredFile.model_validate(data)

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from controller.model.desired import parse_app
-from controller.plan import plan, with_launch
+from controller.planning.plan import plan, with_launch
 from tests.e2e.conftest import TOKEN, EmulatorProcess, _free_port, control, start_emulator
 
 __all__ = ["start_emulator"]

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from controller.model.desired import parse_app
-from controller.plan import plan
+from controller.planning.plan import plan
 from tests.core.planning_support import FakeFly
 
 pytestmark = pytest.mark.bench

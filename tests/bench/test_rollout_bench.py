@@ -29,11 +29,11 @@ from pydantic import SecretStr
 
 from controller.clock import SystemClock
 from controller.emulator import Behaviour, EmulatorTransport, build_app
-from controller.executor import Executor, ExecutorSettings
+from controller.execution.executor import Executor, ExecutorSettings
+from controller.execution.reconciler import reconcile_app
 from controller.flyapi import MachinesClient, RateLimits
 from controller.model.desired import DesiredApp, parse_app
-from controller.plan import plan, with_launch
-from controller.reconciler import reconcile_app
+from controller.planning.plan import plan, with_launch
 
 pytestmark = pytest.mark.bench
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from controller.model.actual import LiveMachine
 from controller.model.desired import format_go_duration, parse_go_duration
-from controller.plan import AppPlan, Create, Destroy, Update, with_launch
+from controller.planning.plan import AppPlan, Create, Destroy, Update, with_launch
 
 _DURATION_KEYS = ("interval", "timeout", "grace_period")
 

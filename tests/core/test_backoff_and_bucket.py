@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from controller.retry import Backoff, TokenBucket
+from controller.core.retry import Backoff, TokenBucket
 
 
 class FakeMonotonic:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from controller import errors as e
-from controller.retry import (
+from controller.core import errors as e
+from controller.core.retry import (
     Backoff,
     CheckThenRetry,
     Cooldown,

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from controller import errors as e
+from controller.core import errors as e
 
 
 def all_api_errors() -> list[type[e.FlyAPIError]]:
-    """Every FlyAPIError class defined in controller.errors."""
+    """Every FlyAPIError class defined in controller.core.errors."""
     return [
         cls for cls in vars(e).values() if isinstance(cls, type) and issubclass(cls, e.FlyAPIError)
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.loader import LoadError, load_dir, load_file, load_text
+from controller.loading.loader import LoadError, load_dir, load_file, load_text
 
 GOOD = """\
 app: acme-web

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from controller.loader import load_file
+from controller.loading.loader import load_file
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp, MachineConfig
-from controller.normalize import (
+from controller.planning.normalize import (
     REDACTED,
     RULES,
     FieldChange,
@@ -25,7 +25,7 @@ from controller.normalize import (
     sensitive_paths,
     spec_hash,
 )
-from controller.plan import NoOp, Update, plan
+from controller.planning.plan import NoOp, Update, plan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from controller.loader import load_dir
+from controller.loading.loader import load_dir
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp, parse_app
-from controller.plan import (
+from controller.planning.plan import (
     AppPlan,
     Create,
     Destroy,

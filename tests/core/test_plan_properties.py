@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp, parse_app
-from controller.plan import Create, plan
-from controller.render import render, to_json
+from controller.planning.plan import Create, plan
+from controller.planning.render import render, to_json
 from tests.core.planning_support import FakeFly
 
 REGIONS = ("ams", "iad", "fra", "sin")

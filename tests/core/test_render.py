@@ -8,8 +8,8 @@ from typing import Any
 
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp, parse_app
-from controller.plan import AppPlan, plan
-from controller.render import render, summary_line, to_document, to_json
+from controller.planning.plan import AppPlan, plan
+from controller.planning.render import render, summary_line, to_document, to_json
 from tests.core.planning_support import FakeFly
 
 SECRET = "hunter2-SUPER-SECRET"

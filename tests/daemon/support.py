@@ -22,20 +22,21 @@ import httpx
 from anyio.abc import TaskStatus
 from pydantic import SecretStr
 
-from controller.daemon import Daemon, ReconcileFn
+from controller.daemon.loop import Daemon, ReconcileFn
+from controller.daemon.scheduling import ClockTicker
+from controller.daemon.sdnotify import Notifier
+from controller.daemon.telemetry import Telemetry
+from controller.daemon.watching import DirWatcher
 from controller.emulator import Behaviour, EmulatorState, EmulatorTransport, build_app
-from controller.executor import Executor, ExecutorSettings
+from controller.execution.executor import Executor, ExecutorSettings
 from controller.flyapi import MachinesClient, RateLimits
 from controller.observability.alerts import Alerts, GaugeSink, Notice
 from controller.observability.health import build_health_app
 from controller.observability.logging import Redactor
 from controller.observability.metrics import Metrics
-from controller.scheduling import ClockTicker
-from controller.sdnotify import Notifier
 from controller.settings import DaemonSettings
-from controller.telemetry import Telemetry
-from controller.watching import DirWatcher
-from tests.executor.support import TOKEN, AutojumpClock, launch_id_factory
+from controller.testing import AutojumpClock
+from tests.executor.support import TOKEN, launch_id_factory
 
 IMAGE_V1 = "registry.fly.io/web:v1"
 IMAGE_V2 = "registry.fly.io/web:v2"

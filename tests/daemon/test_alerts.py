@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controller.clock import FakeClock, SystemClock
+from controller.clock import SystemClock
 from controller.emulator import serve_in_thread
 from controller.observability.alerts import (
     AlertKey,
@@ -31,6 +31,7 @@ from controller.observability.alerts import (
     WebhookSink,
 )
 from controller.observability.metrics import Metrics
+from controller.testing import FakeClock
 from tests.daemon.support import RecordingSink
 
 APP = "web"

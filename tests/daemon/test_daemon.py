@@ -8,9 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from controller.daemon.scheduling import in_shard
+from controller.execution.outcomes import AppResult, Outcome
 from controller.observability.alerts import Condition
-from controller.outcomes import AppResult, Outcome
-from controller.scheduling import in_shard
 from tests.daemon.support import FAST, IMAGE_V1, IMAGE_V2, app_file, daemon_world
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from controller.daemon import ReconcileFn
-from controller.executor import Executor
+from controller.daemon.loop import ReconcileFn
+from controller.execution.executor import Executor
+from controller.execution.outcomes import AppResult
+from controller.execution.reconciler import reconcile_app
 from controller.model.desired import DesiredApp
 from controller.observability.alerts import Condition
-from controller.outcomes import AppResult
-from controller.reconciler import reconcile_app
 from tests.daemon.support import IMAGE_V2, RecordingNotifier, app_file, daemon_world
 
 

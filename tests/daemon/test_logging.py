@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from controller.daemon import ReconcileFn
-from controller.executor import Executor
+from controller.daemon.loop import ReconcileFn
+from controller.execution.executor import Executor
+from controller.execution.outcomes import AppResult
+from controller.execution.reconciler import reconcile_app
 from controller.model.desired import DesiredApp
 from controller.observability.logging import (
     ACTION_FIELDS,
@@ -22,8 +24,6 @@ from controller.observability.logging import (
     build_handler,
     configure_logging,
 )
-from controller.outcomes import AppResult
-from controller.reconciler import reconcile_app
 from tests.daemon.support import IMAGE_V2, app_file, daemon_world
 from tests.executor.support import TOKEN
 
@@ -103,10 +103,10 @@ def test_authorization_bearer_and_fly_tokens_are_masked_without_knowing_them() -
 
 def test_action_events_carry_every_field(captured: io.StringIO) -> None:
     """An action event carries all eight fields, null ones included."""
-    from controller.clock import FakeClock
+    from controller.daemon.telemetry import Telemetry
+    from controller.execution.outcomes import MachineResult, Outcome
     from controller.observability.metrics import Metrics
-    from controller.outcomes import MachineResult, Outcome
-    from controller.telemetry import Telemetry
+    from controller.testing import FakeClock
 
     telemetry = Telemetry(Metrics(), FakeClock())
     telemetry.on_event(

@@ -10,10 +10,9 @@ from collections import Counter
 import anyio
 import pytest
 
-from controller.clock import FakeClock
-from controller.scheduling import ApschedulerTicker, ClockTicker, in_shard, shard_of
+from controller.daemon.scheduling import ApschedulerTicker, ClockTicker, in_shard, shard_of
 from controller.settings import DaemonSettings
-from tests.executor.support import AutojumpClock
+from controller.testing import AutojumpClock, FakeClock
 
 
 def test_shards_are_stable_known_values() -> None:
@@ -26,7 +25,7 @@ def test_shards_are_stable_known_values() -> None:
 def test_shards_do_not_depend_on_pythons_hash_seed() -> None:
     """Two interpreters with different PYTHONHASHSEED agree on every shard."""
     code = (
-        "from controller.scheduling import shard_of; "
+        "from controller.daemon.scheduling import shard_of; "
         "print([shard_of(f'app-{i}', 7) for i in range(50)])"
     )
     outputs = {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.daemon_cli import add_run_parser, cmd_run, settings_overrides
-from controller.errors import ConfigError
+from controller.cli.run import add_run_parser, cmd_run, settings_overrides
+from controller.core.errors import ConfigError
 from controller.settings import (
     CONFIG_ENV,
     DaemonSettings,

@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from controller.clock import FakeClock
-from controller.watching import DirWatcher, snapshot
+from controller.daemon.watching import DirWatcher, snapshot
+from controller.testing import FakeClock
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import random
 import anyio
 import pytest
 
-from controller.clock import FakeClock
-from controller.retry import Backoff
-from controller.workqueue import ITEM_BACKOFF, WorkQueue
+from controller.core.retry import Backoff
+from controller.daemon.workqueue import ITEM_BACKOFF, WorkQueue
+from controller.testing import FakeClock
 
 
 def queue(clock: FakeClock, seed: int = 0) -> WorkQueue[str]:

@@ -16,8 +16,8 @@ import helm_python as helm
 import pytest
 import yaml
 
-from controller.cli import build_parser
-from controller.daemon_cli import settings_overrides
+from controller.cli.commands import build_parser
+from controller.cli.run import settings_overrides
 from controller.settings import DaemonSettings, load_daemon_settings
 from tests.deploy.conftest import (
     CHART_DIR,

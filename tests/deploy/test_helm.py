@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller.loader import load_dir
+from controller.loading.loader import load_dir
 from controller.observability.metrics import Metrics
 from tests.deploy.conftest import (
     CHART_DIR,

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.sdnotify import Notifier
+from controller.daemon.sdnotify import Notifier
 from controller.settings import DaemonSettings, load_daemon_settings
 from tests.deploy.conftest import SYSTEMD_DIR, console_script
 from tests.e2e.conftest import TOKEN, EmulatorProcess, control

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from controller.clock import FakeClock
-from controller.errors import Unauthorized
+from controller.core.errors import Unauthorized
 from controller.flyapi import MachinesClient
+from controller.testing import FakeClock
 from tests.e2e.conftest import TOKEN, EmulatorProcess
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from controller.clock import FakeClock
 from controller.emulator import Behaviour, EmulatorState, EmulatorTransport, build_app
+from controller.testing import FakeClock
 
 TOKEN = "secret-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from controller.clock import FakeClock
+from controller.testing import FakeClock
 
 
 @pytest.mark.parametrize("field", ["app_name", "name"])

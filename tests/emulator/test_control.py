@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from controller.clock import FakeClock
 from controller.emulator import EmulatorState
+from controller.testing import FakeClock
 
 IMAGE = "registry.fly.io/web:deployment-01"
 NONCE = "fly-machine-lease-nonce"

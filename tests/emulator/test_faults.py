@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from controller.clock import FakeClock
 from controller.emulator import Behaviour, EmulatorState, EmulatorTransport, build_app
+from controller.testing import FakeClock
 
 IMAGE = "registry.fly.io/web:deployment-01"
 CREATE = {"config": {"image": IMAGE}}

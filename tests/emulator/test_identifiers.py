@@ -7,9 +7,9 @@ import re
 
 import httpx
 
-from controller.clock import FakeClock
 from controller.emulator import Behaviour, EmulatorTransport, build_app
 from controller.emulator.ids import CROCKFORD, IdGenerator
+from controller.testing import FakeClock
 
 ULID = re.compile(f"^[0-7][{CROCKFORD}]{{25}}$")
 

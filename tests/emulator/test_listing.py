@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from controller.clock import FakeClock
 from controller.emulator import EmulatorState
+from controller.testing import FakeClock
 
 IMAGE = "registry.fly.io/web:deployment-01"
 

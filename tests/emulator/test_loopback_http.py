@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from controller.clock import FakeClock
 from controller.emulator import Behaviour, EmulatorState, build_app, serve_in_thread
+from controller.testing import FakeClock
 
 TOKEN = "loopback-secret-token"
 CREATE = {"config": {"image": "registry.fly.io/web:deployment-01"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from controller.clock import FakeClock
+from controller.testing import FakeClock
 
 IMAGE = "registry.fly.io/web:deployment-01"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.clock import FakeClock
 from controller.emulator import apply_scenario, build_app, load_scenario
+from controller.testing import FakeClock
 
 YAML_SCENARIO = """
 seed: 7

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from controller.clock import FakeClock
+from controller.testing import FakeClock
 
 IMAGE = "registry.fly.io/web:deployment-01"
 CHECKED = {

@@ -1,12 +1,7 @@
-"""Test support for the executor: a virtual clock for concurrent code, and an emulated world.
+"""Test support for the executor: an emulated world on a virtual clock.
 
-:class:`AutojumpClock` is a :class:`~controller.clock.FakeClock` whose ``sleep`` really waits,
-for *virtual* time: a driver task jumps the clock to the earliest pending deadline as soon as
-every task is blocked (trio's ``MockClock(autojump_threshold=0)``).  Plain ``FakeClock.sleep``
-advances time by each caller's delay, so concurrent sleepers add up: three tasks sleeping 5 s
-move the clock by 15 s, which expires a 15 s lease refreshed "every 5 s" and distorts every
-timestamp in the request log.  With this clock, concurrent rollouts keep exact virtual timings
-(assertable from the emulator's request log) and still take no wall time.
+The clock is :class:`controller.testing.AutojumpClock`: concurrent rollouts keep exact virtual
+timings (assertable from the emulator's request log) and still take no wall time.
 
 :func:`world` builds an emulator on that clock, a :class:`MachinesClient` over the in-process
 :class:`EmulatorTransport`, and an :class:`Executor`, and runs the clock's driver for the
@@ -15,104 +10,31 @@ duration of an ``async with`` in the test body.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 import random
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import httpx
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from controller.clock import FakeClock
 from controller.emulator import Behaviour, EmulatorState, EmulatorTransport, build_app
-from controller.executor import Executor, ExecutorSettings
+from controller.execution.executor import Executor, ExecutorSettings
+from controller.execution.outcomes import AppResult, Event, MachineResult, Progress
+from controller.execution.reconciler import reconcile_app
 from controller.flyapi import MachinesClient, RateLimits
 from controller.model.desired import DesiredApp, parse_app
-from controller.outcomes import AppResult, Event, MachineResult, Progress
-from controller.reconciler import reconcile_app
+from controller.testing import AutojumpClock
 
 TOKEN = "executor-test-token-0123456789"
 IMAGE_V1 = "registry.fly.io/web:v1"
 IMAGE_V2 = "registry.fly.io/web:v2"
 CRASHLOOP = "registry.fly.io/web:v3-crashloop"
 OTHER_OWNER = "someone-else@fly.io"
-
-
-# ------------------------------------------------------------------------------ clock
-
-
-@dataclass
-class _Sleeper:
-    deadline: float
-    event: anyio.Event = field(default_factory=anyio.Event)
-    cancelled: bool = False
-
-
-class AutojumpClock(FakeClock):
-    """Virtual time that jumps to the next deadline whenever every task is blocked."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._heap: list[tuple[float, int, _Sleeper]] = []
-        self._seq = itertools.count()
-
-    async def sleep(self, seconds: float) -> None:
-        delay = max(0.0, seconds)
-        self.sleeps.append(delay)
-        if delay == 0:
-            await anyio.lowlevel.checkpoint()
-            return
-        sleeper = _Sleeper(self.monotonic() + delay)
-        heapq.heappush(self._heap, (sleeper.deadline, next(self._seq), sleeper))
-        try:
-            await sleeper.event.wait()
-        finally:
-            sleeper.cancelled = not sleeper.event.is_set()
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[AutojumpClock]:
-        """Drive the clock while the block runs (start it inside the test body).
-
-        A single failure of the block is re-raised as itself, not inside an exception group.
-        """
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._drive)
-                try:
-                    yield self
-                finally:
-                    tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
-
-    async def _drive(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            idle = 0
-            while idle < 3:  # every other task has had its turn and is blocked
-                await asyncio.sleep(0)
-                idle = 0 if loop._ready else idle + 1  # type: ignore[attr-defined]
-            while self._heap and self._heap[0][2].cancelled:
-                heapq.heappop(self._heap)
-            if not self._heap:
-                await asyncio.sleep(0.0005)  # nothing on the virtual clock: real I/O, if any
-                continue
-            deadline = self._heap[0][0]
-            if deadline > self.monotonic():
-                self.advance(deadline - self.monotonic())
-            while self._heap and self._heap[0][0] <= self.monotonic():
-                heapq.heappop(self._heap)[2].event.set()
 
 
 # ------------------------------------------------------------------------------ world

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from controller.applying import (
+from controller.cli.apply import (
     EXIT_CONVERGED,
     EXIT_ERROR,
     EXIT_PARTIAL,
@@ -14,7 +14,7 @@ from controller.applying import (
     Reporter,
     exit_code,
 )
-from controller.outcomes import AppResult, MachineResult, Outcome, Progress
+from controller.execution.outcomes import AppResult, MachineResult, Outcome, Progress
 
 
 def result(*outcomes: Outcome, app: str = "a", error_class: str | None = None) -> AppResult:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from controller.executor import ExecutorSettings
+from controller.execution.executor import ExecutorSettings
+from controller.execution.outcomes import AppResult
+from controller.execution.reconciler import reconcile_app
 from controller.model.actual import SLOT_KEY
 from controller.model.desired import DesiredApp
-from controller.outcomes import AppResult
-from controller.reconciler import reconcile_app
 from tests.executor.support import (
     IMAGE_V1,
     IMAGE_V2,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from controller.executor import ExecutorSettings
-from controller.outcomes import Outcome
+from controller.execution.executor import ExecutorSettings
+from controller.execution.outcomes import Outcome
 from tests.executor.support import IMAGE_V2, desired, world
 
 NONCE = "fly-machine-lease-nonce"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from controller.executor import ExecutorSettings
+from controller.execution.executor import ExecutorSettings
+from controller.execution.outcomes import Outcome
 from controller.model.actual import LAUNCH_KEY
-from controller.outcomes import Outcome
 from tests.executor.support import IMAGE_V2, desired, fast_behaviour, world
 
 

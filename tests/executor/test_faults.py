@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.outcomes import Outcome
+from controller.execution.outcomes import Outcome
 from tests.executor.support import IMAGE_V2, desired, fast_behaviour, world
 
 M = r"/machines/[0-9a-f]{14}"

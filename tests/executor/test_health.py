@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.outcomes import Event, Outcome, Progress
+from controller.execution.outcomes import Event, Outcome, Progress
 from tests.executor.support import CRASHLOOP, IMAGE_V1, IMAGE_V2, desired, world
 
 CHECKS: dict[str, Any] = {"checks": {"alive": {"type": "tcp", "port": 8080}}}

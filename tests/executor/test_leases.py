@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from controller.executor import ExecutorSettings
-from controller.outcomes import Event, Outcome, Progress
+from controller.execution.executor import ExecutorSettings
+from controller.execution.outcomes import Event, Outcome, Progress
 from tests.executor.support import IMAGE_V2, OTHER_OWNER, desired, world
 
 NONCE = "fly-machine-lease-nonce"

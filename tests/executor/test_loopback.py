@@ -11,13 +11,13 @@ import httpx
 from pydantic import SecretStr
 
 from controller.clock import SystemClock
+from controller.core.retry import Backoff, RetryPolicy
 from controller.emulator import Behaviour, EmulatorState, build_app, serve_in_thread
-from controller.executor import Executor, ExecutorSettings
+from controller.execution.executor import Executor, ExecutorSettings
+from controller.execution.outcomes import Outcome
+from controller.execution.reconciler import reconcile_app
 from controller.flyapi import MachinesClient, RateLimits
 from controller.model.actual import SLOT_KEY
-from controller.outcomes import Outcome
-from controller.reconciler import reconcile_app
-from controller.retry import Backoff, RetryPolicy
 from tests.executor.support import IMAGE_V2, TOKEN, desired, launch_id_factory
 from tests.executor.test_update import RICH_CONFIG
 

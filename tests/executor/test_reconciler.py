@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from controller.execution.outcomes import Outcome
+from controller.execution.reconciler import list_live
 from controller.model.actual import MANAGED_KEY
-from controller.outcomes import Outcome
-from controller.plan import plan
-from controller.reconciler import list_live
+from controller.planning.plan import plan
 from tests.executor.support import IMAGE_V1, IMAGE_V2, desired, world
 
 NONCE = "fly-machine-lease-nonce"

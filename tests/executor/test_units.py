@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from controller.executor import ExecutorSettings, to_live_machine
+from controller.execution.executor import ExecutorSettings, to_live_machine
+from controller.execution.outcomes import AppResult, MachineResult, Outcome, one_line
+from controller.execution.rollout import batch_size, batches, group_work
+from controller.execution.waiting import configured_checks, crash_since_update
 from controller.flyapi import Machine, MachineEvent
 from controller.model.actual import LiveMachine
-from controller.outcomes import AppResult, MachineResult, Outcome, one_line
-from controller.plan import plan
-from controller.rollout import batch_size, batches, group_work
-from controller.waiting import configured_checks, crash_since_update
+from controller.planning.plan import plan
 from tests.executor.support import IMAGE_V2, desired
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from controller.execution.outcomes import Outcome
+from controller.execution.reconciler import list_live
 from controller.model.actual import LAUNCH_KEY
-from controller.outcomes import Outcome
-from controller.plan import NoOp, plan
-from controller.reconciler import list_live
+from controller.planning.plan import NoOp, plan
 from tests.executor.support import IMAGE_V1, IMAGE_V2, desired, world
 
 NONCE = "fly-machine-lease-nonce"

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from controller.clock import FakeClock
 from controller.flyapi import MachinesClient, RateLimits
+from controller.testing import FakeClock
 from tests.flyapi.fakes import BASE, TOKEN, UpperRandom
 
 MakeClient = Callable[..., MachinesClient]

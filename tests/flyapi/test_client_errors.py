@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller import errors as e
+from controller.core import errors as e
 from controller.flyapi import MachinesClient
 from tests.flyapi.conftest import MakeClient
 from tests.flyapi.fakes import TOKEN, Script, lease_json, machine_json

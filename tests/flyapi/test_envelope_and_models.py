@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.errors import ErrorEnvelope
+from controller.core.errors import ErrorEnvelope
 from controller.flyapi import Lease, Machine, WaitResult, parse_error_envelope, parse_retry_after
 
 

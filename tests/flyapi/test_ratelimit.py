@@ -5,9 +5,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from controller.clock import FakeClock
 from controller.flyapi import RateLimiter, RateLimits
 from controller.flyapi.ratelimit import _PRUNE_AT
+from controller.testing import FakeClock
 from tests.flyapi.conftest import MakeClient
 from tests.flyapi.fakes import Script, lease_json, machine_json
 

@@ -10,11 +10,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from controller import errors as e
-from controller.clock import FakeClock
+from controller.core import errors as e
+from controller.core.retry import Backoff
 from controller.flyapi import MachinesClient, RateLimits, ResponseEvent
-from controller.retry import Backoff
 from controller.settings import Settings
+from controller.testing import FakeClock
 from tests.flyapi.conftest import MakeClient
 from tests.flyapi.fakes import TOKEN, Script, machine_json
 

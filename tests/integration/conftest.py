@@ -22,9 +22,9 @@ import pytest
 from pydantic import SecretStr
 from spec_check import SpecChecker
 
-from controller.clock import FakeClock
 from controller.emulator import Behaviour, EmulatorState, build_app, serve_in_thread
 from controller.flyapi import MachinesClient, RateLimits
+from controller.testing import FakeClock
 
 TOKEN = "fo1_integration-secret-token-XYZ"
 ORG = "personal"

@@ -19,8 +19,7 @@ import pytest
 from fleet import machine_config
 from pydantic import SecretStr
 
-from controller.clock import FakeClock
-from controller.errors import (
+from controller.core.errors import (
     BadRequest,
     ConnectionDropped,
     FlyAPIError,
@@ -37,8 +36,9 @@ from controller.errors import (
     VolumeInUse,
     WaitTimeout,
 )
+from controller.core.retry import Cooldown, GiveUp, Replan, Requeue, classify
 from controller.flyapi import MachinesClient, RateLimits
-from controller.retry import Cooldown, GiveUp, Replan, Requeue, classify
+from controller.testing import FakeClock
 from tests.integration.conftest import TOKEN, Served, fast_behaviour
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 
-from controller.errors import FlyAPIError, NotFound, PreconditionFailed, WaitTimeout
-from controller.leasing import HeldLease, LeaseBusy
-from controller.operations import Attempts, MachineOps, to_live_machine
-from controller.outcomes import MachineResult, Outcome
-from controller.plan import Destroy
-from controller.waiting import MachineGone
+from controller.core.errors import FlyAPIError, NotFound, PreconditionFailed, WaitTimeout
+from controller.execution.leasing import HeldLease, LeaseBusy
+from controller.execution.operations import Attempts, MachineOps, to_live_machine
+from controller.execution.outcomes import MachineResult, Outcome
+from controller.execution.waiting import MachineGone
+from controller.planning.plan import Destroy
 
 logger = logging.getLogger(__name__)
 

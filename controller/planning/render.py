@@ -14,8 +14,8 @@ Text::
 
 Sensitive values (every ``env`` value, inline file contents) print as ``(sensitive)``: the line
 says the field changed, never the value nor anything derived from it.  The plan itself never
-holds those values in its diffs (:data:`controller.normalize.REDACTED`), and the request configs
-inside actions are never printed.
+holds those values in its diffs (:data:`controller.planning.normalize.REDACTED`), and the request
+configs inside actions are never printed.
 
 JSON (:func:`to_json`): ``{"format_version": 1, "summary": {...}, "apps": [...],
 "machines": [...]}`` with one record per machine (actions, no-ops, drift reports, unmanaged and
@@ -28,8 +28,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from controller.normalize import REDACTED, FieldChange
-from controller.plan import (
+from controller.planning.normalize import REDACTED, FieldChange
+from controller.planning.plan import (
     AppPlan,
     Create,
     Destroy,

@@ -7,12 +7,13 @@ killed controller strands a lease for seconds, not the 30 minutes flyctl once us
 
 * :meth:`Leaser.try_acquire` makes one acquisition (retrying only ambiguous failures, which at
   worst leave a lease of our own that expires by itself).  Someone else's lease raises
-  :class:`~controller.errors.LeaseHeld`; :meth:`Leaser.wait_delay` says how long to wait for
+  :class:`~controller.core.errors.LeaseHeld`; :meth:`Leaser.wait_delay` says how long to wait for
   it.  We never clear or reuse a lease we did not create.
 * :meth:`Leaser.run` runs the caller's work while a task refreshes the lease.  If a refresh
-  shows the lease is gone (:class:`~controller.errors.LeaseLost`, someone else's
-  :class:`~controller.errors.LeaseHeld`, or the machine's :class:`~controller.errors.NotFound`)
-  the work is cancelled and that error is raised: the machine is abandoned for this pass.
+  shows the lease is gone (:class:`~controller.core.errors.LeaseLost`, someone else's
+  :class:`~controller.core.errors.LeaseHeld`, or the machine's
+  :class:`~controller.core.errors.NotFound`) the work is cancelled and that error is raised: the
+  machine is abandoned for this pass.
 * :meth:`Leaser.release` runs in a ``finally``, shielded from cancellation and bounded by a
   timeout, so a cancelled pass still lets go of its leases; "lease not found" is ignored.
 """
@@ -29,14 +30,14 @@ from typing import TypeVar
 import anyio
 
 from controller.clock import Clock
-from controller.errors import (
+from controller.core.errors import (
     FlyAPIError,
     LeaseHeld,
     LeaseLost,
     NotFound,
 )
+from controller.core.retry import Backoff, CheckThenRetry, RetryAfter, classify
 from controller.flyapi import Lease, MachinesClient
-from controller.retry import Backoff, CheckThenRetry, RetryAfter, classify
 
 __all__ = ["HeldLease", "LeaseBusy", "LeasePolicy", "Leaser"]
 

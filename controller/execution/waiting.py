@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.clock import Clock
-from controller.errors import BadRequest, FlyAPIError, NotFound, WaitTimeout
+from controller.core.errors import BadRequest, FlyAPIError, NotFound, WaitTimeout
+from controller.core.retry import Backoff
 from controller.flyapi import Machine, MachineEvent, MachinesClient
 from controller.model.actual import GONE_STATES
-from controller.retry import Backoff
 
 __all__ = [
     "MachineGone",
@@ -148,7 +148,7 @@ class Waiter:
 
         ``since`` is when the machine was written (unix seconds; default: now).  Returns the
         last machine read.  Raises :class:`Unhealthy`, :class:`MachineGone`, or a
-        non-transient :class:`~controller.errors.FlyAPIError`.
+        non-transient :class:`~controller.core.errors.FlyAPIError`.
         """
         written = self._clock.now() if since is None else since
         deadline = self._clock.monotonic() + wait_timeout

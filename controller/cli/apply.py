@@ -36,13 +36,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from controller.errors import FlyAPIError
-from controller.executor import Executor
+from controller.core.errors import FlyAPIError
+from controller.execution.executor import Executor
+from controller.execution.outcomes import AppResult, Event, MachineResult, Outcome, one_line
+from controller.execution.reconciler import Observed, observe_and_plan
 from controller.model.desired import DesiredApp
-from controller.outcomes import AppResult, Event, MachineResult, Outcome, one_line
-from controller.plan import AppPlan
-from controller.reconciler import Observed, observe_and_plan
-from controller.render import render
+from controller.planning.plan import AppPlan
+from controller.planning.render import render
 
 PLAIN_WIDTH = 160
 EXIT_CONVERGED = 0

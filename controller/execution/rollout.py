@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from controller.leasing import LeasePolicy
+from controller.core.retry import Backoff, RetryPolicy
+from controller.execution.leasing import LeasePolicy
+from controller.execution.waiting import WaitPolicy
 from controller.model.desired import DesiredApp, DesiredGroup
-from controller.plan import AppPlan, Create, Destroy, NoOp, Update
-from controller.retry import Backoff, RetryPolicy
-from controller.waiting import WaitPolicy
+from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
 
 __all__ = ["ExecutorSettings", "GroupWork", "batch_size", "batches", "group_work"]
 
@@ -96,7 +96,7 @@ class ExecutorSettings:
         )
 
     def retry_policy(self) -> RetryPolicy:
-        """The :func:`controller.retry.classify` policy for decisions made by the executor."""
+        """The :func:`controller.core.retry.classify` policy for decisions made by the executor."""
         return RetryPolicy(
             conflict=self.conflict_backoff,
             max_conflict_retries=self.conflict_retries,

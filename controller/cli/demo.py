@@ -10,8 +10,8 @@ meet (a machine on an old image, a slot with no machine, a machine someone creat
 ``machine-reconciler emulator``), lists the fleet and prints the plan that brings it back.
 No token and no network beyond 127.0.0.1 is involved.
 
-This module composes the emulator with the client, so it sits beside :mod:`controller.cli` at
-the top of the import layering; only the CLI imports it.
+This module composes the emulator with the client, so it sits beside :mod:`controller.cli.commands`
+at the top of the import layering; only the CLI imports it.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from rich.console import Console
 from rich.table import Table
 from starlette.applications import Starlette
 
-from controller.applying import Reporter, apply_apps, exit_code
+from controller.cli.apply import Reporter, apply_apps, exit_code
 from controller.clock import SystemClock
 from controller.emulator import Behaviour, EmulatorTransport, build_app, serve_in_thread
-from controller.executor import Executor
+from controller.execution.executor import Executor
+from controller.execution.reconciler import list_live
 from controller.flyapi import Machine, MachinesClient
-from controller.loader import load_dir
+from controller.loading.loader import load_dir
 from controller.model.desired import DesiredApp
-from controller.plan import AppPlan, plan, with_launch
-from controller.reconciler import list_live
-from controller.render import render
+from controller.planning.plan import AppPlan, plan, with_launch
+from controller.planning.render import render
 
 #: The embedded emulator accepts only this bearer token; it guards nothing real.
 EMBEDDED_TOKEN = "embedded-emulator-token"  # noqa: S105 - not a credential

@@ -1,6 +1,6 @@
 """Updating one machine (DESIGN.md 5, steps 1-6).
 
-Under the machine's lease (:meth:`~controller.operations.MachineOps.leased`): if the lease
+Under the machine's lease (:meth:`~controller.execution.operations.MachineOps.leased`): if the lease
 shows another version than the plan was made from, re-read and re-plan that machine; ``POST``
 the full desired config with ``current_version`` and the lease nonce (``skip_launch`` for
 stopped, suspended and created machines); on a 409 version conflict re-read, re-plan (it may
@@ -11,14 +11,14 @@ re-plan that finds the machine in sync still verifies its health before reportin
 
 from __future__ import annotations
 
-from controller.errors import FlyAPIError, NotFound, PreconditionFailed, VersionConflict
-from controller.leasing import HeldLease, LeaseBusy
+from controller.core.errors import FlyAPIError, NotFound, PreconditionFailed, VersionConflict
+from controller.core.retry import Replan, classify
+from controller.execution.leasing import HeldLease, LeaseBusy
+from controller.execution.operations import Attempts, MachineOps, to_live_machine
+from controller.execution.outcomes import MachineResult, Outcome
+from controller.execution.waiting import MachineGone, Unhealthy
 from controller.model.desired import DEFAULT_WAIT_TIMEOUT_S, DesiredGroup
-from controller.operations import Attempts, MachineOps, to_live_machine
-from controller.outcomes import MachineResult, Outcome
-from controller.plan import SKIP_LAUNCH_STATES, NoOp, Update, plan
-from controller.retry import Replan, classify
-from controller.waiting import MachineGone, Unhealthy
+from controller.planning.plan import SKIP_LAUNCH_STATES, NoOp, Update, plan
 
 __all__ = ["UpdateOps"]
 

@@ -18,17 +18,17 @@ import anyio
 from pydantic import SecretStr, ValidationError
 
 from controller import __version__
+from controller.cli.run import add_run_parser, cmd_run
 from controller.clock import SystemClock
-from controller.daemon_cli import add_run_parser, cmd_run
-from controller.errors import ConfigError, FlyAPIError
+from controller.core.errors import ConfigError, FlyAPIError
+from controller.execution.reconciler import list_live
 from controller.flyapi import MachinesClient
-from controller.loader import LoadResult, load_dir
+from controller.loading.loader import LoadResult, load_dir
 from controller.model.desired import DesiredApp
-from controller.normalize import sensitive_values
 from controller.observability.logging import Redactor, configure_logging
-from controller.plan import AppPlan, plan
-from controller.reconciler import list_live
-from controller.render import render, to_json
+from controller.planning.normalize import sensitive_values
+from controller.planning.plan import AppPlan, plan
+from controller.planning.render import render, to_json
 from controller.settings import Settings
 
 EXIT_OK = 0
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_emulator(args)
         if args.command == "run":
             return cmd_run(args)
-        from controller.demo import run_demo  # args.command == "demo" (argparse enforces it)
+        from controller.cli.demo import run_demo  # args.command == "demo" (argparse enforces it)
 
         return run_demo()
     except ConfigError as exc:
@@ -225,7 +225,7 @@ def _settings() -> Settings:
 async def _client(apps: Sequence[DesiredApp], *, embedded: bool) -> AsyncIterator[MachinesClient]:
     """The API client: against Fly per the settings, or against the embedded emulator."""
     if embedded:
-        from controller.demo import EMBEDDED_TOKEN, EMBEDDED_URL, embedded_emulator
+        from controller.cli.demo import EMBEDDED_TOKEN, EMBEDDED_URL, embedded_emulator
         from controller.emulator import EmulatorTransport
 
         emulator = await embedded_emulator(apps)
@@ -299,10 +299,10 @@ def _confirm(plans: Sequence[AppPlan]) -> bool:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from controller.applying import EXIT_ERROR as APPLY_ERROR
-    from controller.applying import Reporter, apply_apps, exit_code
-    from controller.executor import Executor
-    from controller.rollout import ExecutorSettings
+    from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
+    from controller.cli.apply import Reporter, apply_apps, exit_code
+    from controller.execution.executor import Executor
+    from controller.execution.rollout import ExecutorSettings
 
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")

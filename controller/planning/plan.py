@@ -20,7 +20,8 @@ Per group and region, with ``want`` machines desired:
 Managed machines of undeclared groups, or with unparsable or inconsistent slot metadata, are
 *orphans*: destroyed when ``prune`` is on, otherwise only reported.
 
-**Comparison** uses :func:`controller.normalize.canonical` on both sides.  For a kept machine:
+**Comparison** uses :func:`controller.planning.normalize.canonical` on both sides.  For a kept
+machine:
 
 * canonical forms equal -> :class:`NoOp` (differences Fly makes, "noise", are not drift);
 * otherwise :class:`Update`, its ``drift`` telling apart *why*, from the stored
@@ -66,7 +67,7 @@ from controller.model.actual import (
     parse_slot,
 )
 from controller.model.desired import FLY_METADATA_PREFIX, DesiredApp, DesiredGroup
-from controller.normalize import FieldChange, canonical, diff, passthrough_paths, spec_hash
+from controller.planning.normalize import FieldChange, canonical, diff, passthrough_paths, spec_hash
 
 __all__ = [
     "RELIST_SHRINK_RATIO",

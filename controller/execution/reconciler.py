@@ -3,14 +3,15 @@
 :func:`reconcile_app` lists **all** of the app's machines (a metadata filter would hide the
 unmanaged ones the plan must report and never touch), maps them to the planner's
 :class:`~controller.model.actual.LiveMachine`, plans, and hands the plan to the
-:class:`~controller.executor.Executor`.  When the plan says the list looks suspicious (an empty
-or sharply shrunken list while creates are planned, DESIGN.md 3; Fly once returned empty lists
+:class:`~controller.execution.executor.Executor`.  When the plan says the list looks suspicious (an
+empty or sharply shrunken list while creates are planned, DESIGN.md 3; Fly once returned empty lists
 and tools created duplicates), it waits a moment, lists again (all machines, plus a
 ``reconciler/managed=true`` metadata-filtered listing to confirm), and re-plans once without the
 guard before anything is created.
 
 A failure to observe (listing fails after the client's retries) ends the pass with an
-:class:`~controller.outcomes.AppResult` whose ``error_class`` says why; nothing is executed.
+:class:`~controller.execution.outcomes.AppResult` whose ``error_class`` says why; nothing is
+executed.
 :func:`observe_and_plan` is the read-only half, for ``plan`` and dry runs.
 """
 
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.errors import FlyAPIError
-from controller.executor import Executor, to_live_machine
+from controller.core.errors import FlyAPIError
+from controller.execution.executor import Executor, to_live_machine
+from controller.execution.outcomes import AppResult, one_line
 from controller.flyapi import MachinesClient
 from controller.model.actual import MANAGED_KEY, MANAGED_VALUE, LiveMachine
 from controller.model.desired import DesiredApp
-from controller.outcomes import AppResult, one_line
-from controller.plan import AppPlan, plan
+from controller.planning.plan import AppPlan, plan
 
 __all__ = ["Observed", "list_live", "observe_and_plan", "reconcile_app"]
 
@@ -66,7 +67,7 @@ async def observe_and_plan(
     relist_delay: float = RELIST_DELAY,
 ) -> Observed:
     """List, plan, and re-list once (then re-plan) when the plan asks for it.  Raises
-    :class:`~controller.errors.FlyAPIError` when listing fails."""
+    :class:`~controller.core.errors.FlyAPIError` when listing fails."""
     client = executor.client
     live = await list_live(client, desired.app)
     app_plan = plan(

@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import math
 
-from controller.errors import FlyAPIError
+from controller.core.errors import FlyAPIError
+from controller.execution.leasing import HeldLease
+from controller.execution.operations import Attempts, MachineOps, ambiguous, to_live_machine
+from controller.execution.outcomes import MachineResult, Outcome
+from controller.execution.waiting import MachineGone, Unhealthy
 from controller.flyapi import Machine
-from controller.leasing import HeldLease
 from controller.model.actual import LAUNCH_KEY
 from controller.model.desired import DEFAULT_WAIT_TIMEOUT_S, DesiredGroup
-from controller.operations import Attempts, MachineOps, ambiguous, to_live_machine
-from controller.outcomes import MachineResult, Outcome
-from controller.plan import Create, with_launch
-from controller.waiting import MachineGone, Unhealthy
+from controller.planning.plan import Create, with_launch
 
 logger = logging.getLogger(__name__)
 

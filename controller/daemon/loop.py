@@ -3,29 +3,31 @@
 Moving parts, all in one anyio task group:
 
 * **passes**: one right after start-up, then one every ``interval`` (jittered) from a
-  :class:`~controller.scheduling.Ticker`: in production an apscheduler 3.x ``AsyncIOScheduler``
-  job (``max_instances=1``, ``coalesce=True``).  A pass (:meth:`Daemon.start_pass`) adds every
-  app of this shard to the work queue (apps held back by a backoff or a requeue hint stay held)
-  and completes when each of them has been reconciled once; the job itself returns at once, so
-  an app in a long rollout never holds back the next pass of the others.  Tests call
+  :class:`~controller.daemon.scheduling.Ticker`: in production an apscheduler 3.x
+  ``AsyncIOScheduler`` job (``max_instances=1``, ``coalesce=True``).  A pass
+  (:meth:`Daemon.start_pass`) adds every app of this shard to the work queue (apps held back by a
+  backoff or a requeue hint stay held) and completes when each of them has been reconciled once;
+  the job itself returns at once, so an app in a long rollout never holds back the next pass of the
+  others.  Tests call
   :meth:`Daemon.run_pass` (start and wait) directly, or tick on a fake clock.
-* **the work queue** (:class:`~controller.workqueue.WorkQueue`): one item per app, per-item
+* **the work queue** (:class:`~controller.daemon.workqueue.WorkQueue`): one item per app, per-item
   backoff, deduplication; ``max_concurrent_apps`` workers pull apps and call the executor's
-  :func:`~controller.reconciler.reconcile_app`, so one slow or failing app never delays the
-  others.  Results decide what happens next: converged resets the backoff; a held lease or a
+  :func:`~controller.execution.reconciler.reconcile_app`, so one slow or failing app never delays
+  the others.  Results decide what happens next: converged resets the backoff; a held lease or a
   capacity cooldown requeues after the executor's hint; failures back off.
-* **reloads**: a change of the desired-state directory (:class:`~controller.watching.DirWatcher`,
-  debounced) reloads it and enqueues the apps whose desired state changed, at once; SIGHUP
+* **reloads**: a change of the desired-state directory
+  (:class:`~controller.daemon.watching.DirWatcher`, debounced) reloads it and enqueues the apps
+  whose desired state changed, at once; SIGHUP
   (:meth:`Daemon.request_reload`) reloads and enqueues every app.  A broken file blocks its own
   app (alert ``bad_desired_state``); the others carry on.  Apps of other shards
-  (:func:`~controller.scheduling.in_shard`) are left out at load time.
+  (:func:`~controller.daemon.scheduling.in_shard`) are left out at load time.
 * **shutdown** (:meth:`Daemon.request_stop`, on SIGTERM/SIGINT): stop taking work, let no new
   machine operation start (the executor's in-flight limiter is closed: ``total_tokens = 0``),
   let the ones in flight finish within ``grace_period``, then cancel every app pass still
   running: the executor releases every lease in shielded ``finally`` blocks, so cancelled work
   still lets go of its leases.
-* **observability**: :class:`~controller.telemetry.Telemetry` turns API responses and executor
-  events into metrics and action logs; app results feed the alerts; :meth:`Daemon.liveness`
+* **observability**: :class:`~controller.daemon.telemetry.Telemetry` turns API responses and
+  executor events into metrics and action logs; app results feed the alerts; :meth:`Daemon.liveness`
   and :meth:`Daemon.readiness` back ``/healthz`` and ``/readyz``; systemd hears ``READY=1``,
   ``STATUS=``, ``WATCHDOG=1`` (only while the loop makes progress) and ``STOPPING=1``.
 """
@@ -43,22 +45,22 @@ import anyio
 import anyio.abc
 
 from controller.clock import Clock
-from controller.errors import ConfigError
-from controller.executor import Executor
-from controller.loader import LoadResult, load_dir
+from controller.core.errors import ConfigError
+from controller.daemon.scheduling import Ticker, in_shard
+from controller.daemon.sdnotify import Notifier
+from controller.daemon.telemetry import Telemetry, drift_left, observations, run_result
+from controller.daemon.watching import DirWatcher
+from controller.daemon.workqueue import WorkQueue
+from controller.execution.executor import Executor
+from controller.execution.outcomes import AppResult, Outcome, one_line
+from controller.execution.reconciler import reconcile_app
+from controller.loading.loader import LoadResult, load_dir
 from controller.model.desired import DesiredApp
-from controller.normalize import sensitive_values
 from controller.observability.alerts import AlertKey, Alerts, Condition, Observation
 from controller.observability.health import Check
 from controller.observability.logging import Redactor
-from controller.outcomes import AppResult, Outcome, one_line
-from controller.reconciler import reconcile_app
-from controller.scheduling import Ticker, in_shard
-from controller.sdnotify import Notifier
+from controller.planning.normalize import sensitive_values
 from controller.settings import DaemonSettings
-from controller.telemetry import Telemetry, drift_left, observations, run_result
-from controller.watching import DirWatcher
-from controller.workqueue import WorkQueue
 
 __all__ = ["Daemon", "ReconcileFn"]
 
@@ -145,7 +147,7 @@ class Daemon:
     def reload(self, *, force_all: bool = False) -> None:
         """Load the desired-state directory; enqueue changed apps (every app: ``force_all``).
 
-        Raises :class:`~controller.errors.ConfigError` when the directory is missing at
+        Raises :class:`~controller.core.errors.ConfigError` when the directory is missing at
         start-up; later, a missing directory keeps the last good state (and alerts).
         """
         directory = self.settings.desired_dir

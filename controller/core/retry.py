@@ -3,8 +3,8 @@
 Three pieces, all pure (no I/O, no clock reads, no global randomness):
 
 * :func:`error_from_response` / :func:`classify_response`: the ONE mapping from an HTTP status
-  plus the parsed error envelope to a class of :mod:`controller.errors`.  It reads the HTTP code
-  first, then the envelope's machine-readable ``status`` code, and only then message text, and
+  plus the parsed error envelope to a class of :mod:`controller.core.errors`.  It reads the HTTP
+  code first, then the envelope's machine-readable ``status`` code, and only then message text, and
   only to split codes Fly overloads (403 quota vs permission, 404 lease, 408 wait, 409 lease /
   capacity / version, 412 volume, 422 capacity / quota / name / validation, 400 capacity).
 * :func:`classify`: exception -> :data:`Decision` (FLY_API.md 4 and DESIGN.md section 6 as code).
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-from controller import errors as e
+from controller.core import errors as e
 
 __all__ = [
     "Backoff",

@@ -1,8 +1,9 @@
 """What applying a plan produced: one frozen record per action, and their aggregate per app.
 
-The executor (:mod:`controller.executor`) turns every planned action into exactly one
-:class:`MachineResult`; the reconciler (:mod:`controller.reconciler`) wraps them, with the plan,
-into an :class:`AppResult`.  The CLI maps an :class:`AppResult` to an exit code (DESIGN.md 4:
+The executor (:mod:`controller.execution.executor`) turns every planned action into exactly one
+:class:`MachineResult`; the reconciler (:mod:`controller.execution.reconciler`) wraps them, with
+the plan, into an :class:`AppResult`.  The CLI maps an :class:`AppResult` to an exit code
+(DESIGN.md 4:
 ``converged`` -> 0, ``refused`` or ``lease_blocked`` -> 4, ``partial`` -> 3, otherwise 1) and
 the daemon requeues an app after the smallest ``retry_after`` hint.  :class:`Progress` records
 are the intermediate steps shown by ``on_event`` callbacks (CLI progress, logs).
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from controller.plan import AppPlan
+from controller.planning.plan import AppPlan
 
 __all__ = [
     "BLOCKED_OUTCOMES",

@@ -3,7 +3,7 @@
 :func:`add_run_parser` declares the flags; :func:`cmd_run` turns flags, environment and the
 config file into :class:`~controller.settings.DaemonSettings` (one clear line and exit 1 when
 they are invalid), configures logging, builds the API client, executor, alerts, metrics,
-health server and :class:`~controller.daemon.Daemon`, and runs them until a signal:
+health server and :class:`~controller.daemon.loop.Daemon`, and runs them until a signal:
 
 * SIGTERM / SIGINT: graceful stop (grace period, leases released), exit 0;
 * a second SIGTERM / SIGINT: exit at once with 128 + the signal number (leases then expire on
@@ -28,20 +28,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import anyio
 import anyio.abc
 
-from controller.errors import ConfigError
+from controller.core.errors import ConfigError
 from controller.settings import DaemonSettings, load_daemon_settings
 
 if TYPE_CHECKING:
-    from controller.daemon import Daemon
+    from controller.daemon.loop import Daemon
+    from controller.daemon.sdnotify import Notifier
     from controller.observability.logging import Redactor
-    from controller.sdnotify import Notifier
 
 # The daemon's own modules (apscheduler, prometheus-client, uvicorn) are imported by cmd_run
 # only: every other command of the CLI starts without them.
 
 __all__ = ["add_run_parser", "cmd_run"]
 
-logger = logging.getLogger("controller.daemon")
+logger = logging.getLogger("controller.daemon.loop")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -126,7 +126,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _error(message: str) -> None:
-    print(f"machine-reconciler: error: {message}", file=sys.stderr)  # noqa: T201
+    print(f"machine-reconciler: error: {message}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> DaemonSettings:
@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None,
     )
     configure_logging(fmt=settings.log_format, level=settings.log_level, redactor=redactor)
-    logging.getLogger("controller.executor").addFilter(_drop_duplicate_results)
+    logging.getLogger("controller.execution.executor").addFilter(_drop_duplicate_results)
     try:
         anyio.run(_run, settings, redactor, sock, backend="asyncio")
     except ConfigError as exc:
@@ -193,8 +193,12 @@ async def _run(settings: DaemonSettings, redactor: Redactor, sock: socket.socket
     import httpx
 
     from controller.clock import SystemClock
-    from controller.daemon import Daemon
-    from controller.executor import Executor, ExecutorSettings
+    from controller.daemon.loop import Daemon
+    from controller.daemon.scheduling import ApschedulerTicker
+    from controller.daemon.sdnotify import Notifier
+    from controller.daemon.telemetry import Telemetry
+    from controller.daemon.watching import DirWatcher
+    from controller.execution.executor import Executor, ExecutorSettings
     from controller.flyapi import MachinesClient
     from controller.observability.alerts import (
         Alerts,
@@ -205,10 +209,6 @@ async def _run(settings: DaemonSettings, redactor: Redactor, sock: socket.socket
     )
     from controller.observability.health import build_health_app, serve
     from controller.observability.metrics import Metrics
-    from controller.scheduling import ApschedulerTicker
-    from controller.sdnotify import Notifier
-    from controller.telemetry import Telemetry
-    from controller.watching import DirWatcher
 
     clock = SystemClock()
     rng = random.Random()

@@ -28,7 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from controller.clock import Clock
-from controller.retry import Backoff
+from controller.core.retry import Backoff
 
 __all__ = ["ITEM_BACKOFF", "WorkQueue"]
 

@@ -6,8 +6,8 @@
   :data:`~controller.observability.logging.ACTION_FIELDS`), whether the API accepted the
   token, and when the loop last showed work (for liveness).
 * :func:`run_result`, :func:`observations`, :func:`drift_left` turn an app's
-  :class:`~controller.outcomes.AppResult` into the ``result`` label, alert observations and
-  the ``drift_machines`` gauge.
+  :class:`~controller.execution.outcomes.AppResult` into the ``result`` label, alert observations
+  and the ``drift_machines`` gauge.
 
 Alert keys per outcome: capacity, volume, lease held (``lease_stuck``), bad request and
 machine errors per slot; quota, auth, refused plans and failed listings per app; an unhealthy
@@ -19,11 +19,18 @@ from __future__ import annotations
 import logging
 
 from controller.clock import Clock
+from controller.execution.outcomes import (
+    FATAL_ERROR_CLASSES,
+    AppResult,
+    Event,
+    Outcome,
+    Progress,
+    one_line,
+)
 from controller.flyapi import ResponseEvent
 from controller.observability.alerts import AlertKey, Condition, Observation
 from controller.observability.logging import action_extra
 from controller.observability.metrics import Metrics
-from controller.outcomes import FATAL_ERROR_CLASSES, AppResult, Event, Outcome, Progress, one_line
 
 __all__ = ["Telemetry", "drift_left", "observations", "run_result"]
 

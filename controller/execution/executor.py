@@ -1,17 +1,17 @@
 """The executor: applies one app's plan to Fly Machines, safely (DESIGN.md 5 and 6).
 
-It never decides *what* to do (that is :func:`controller.plan.plan`); it decides *how*:
+It never decides *what* to do (that is :func:`controller.planning.plan.plan`); it decides *how*:
 
-* **Order** (:mod:`controller.rollout`): groups in file order; in a group, creates (bounded
-  concurrency) and then updates in batches of ``max_unavailable``; destroys last.  At most
+* **Order** (:mod:`controller.execution.rollout`): groups in file order; in a group, creates
+  (bounded concurrency) and then updates in batches of ``max_unavailable``; destroys last.  At most
   ``max_in_flight`` (8) machine operations run at once, across every app sharing the executor
   (one ``anyio.CapacityLimiter``; a machine waiting for someone else's lease holds no slot).
 * **Update** of one machine: lease (short TTL, refreshed in the background,
-  :mod:`controller.leasing`; someone else's lease is waited for up to ``lease_wait``, never
-  cleared); if the lease shows another version than planned, re-read and re-plan that machine;
+  :mod:`controller.execution.leasing`; someone else's lease is waited for up to ``lease_wait``,
+  never cleared); if the lease shows another version than planned, re-read and re-plan that machine;
   ``POST`` the full desired config with ``current_version`` and the lease nonce; on a 409
   version conflict re-read, re-plan and retry with jittered backoff (bounded, then requeue);
-  then wait, verify and require health (:mod:`controller.waiting`); release the lease.
+  then wait, verify and require health (:mod:`controller.execution.waiting`); release the lease.
 * **Create**: ``POST`` with ``lease_ttl`` and a fresh ``reconciler/launch`` tag.  After an
   ambiguous failure (timeout, dropped connection, 408, 5xx) it re-lists by that tag before
   trying again, and adopts the machine if it exists: a create never makes a duplicate.
@@ -19,12 +19,12 @@ It never decides *what* to do (that is :func:`controller.plan.plan`); it decides
   ``DELETE ?force=true``; 404 means already gone.
 * **Halting**: a machine that does not become healthy halts its group's rollout: nothing more
   of that group is attempted (``rollout_halted``), other groups and apps carry on.
-* **Errors** follow DESIGN.md 6 through :func:`controller.retry.classify`; every action ends
-  in exactly one :class:`~controller.outcomes.MachineResult`.
+* **Errors** follow DESIGN.md 6 through :func:`controller.core.retry.classify`; every action ends
+  in exactly one :class:`~controller.execution.outcomes.MachineResult`.
 
 Clock, sleeping, jitter (``rng``) and launch ids are injected.  ``on_event`` receives every
-:class:`~controller.outcomes.Progress` step and final result (exceptions in it are logged and
-ignored).
+:class:`~controller.execution.outcomes.Progress` step and final result (exceptions in it are logged
+and ignored).
 """
 
 from __future__ import annotations
@@ -36,17 +36,29 @@ from collections.abc import Callable
 import anyio
 
 from controller.clock import Clock
-from controller.creating import CreateOps
-from controller.destroying import DestroyOps
+from controller.execution.creating import CreateOps
+from controller.execution.destroying import DestroyOps
+from controller.execution.leasing import Leaser
+from controller.execution.operations import Action, new_launch_id, to_live_machine
+from controller.execution.outcomes import (
+    FATAL_ERROR_CLASSES,
+    AppResult,
+    Event,
+    MachineResult,
+    Outcome,
+)
+from controller.execution.rollout import (
+    ExecutorSettings,
+    GroupWork,
+    batch_size,
+    batches,
+    group_work,
+)
+from controller.execution.updating import UpdateOps
+from controller.execution.waiting import Waiter
 from controller.flyapi import MachinesClient
-from controller.leasing import Leaser
 from controller.model.desired import DesiredApp, DesiredGroup
-from controller.operations import Action, new_launch_id, to_live_machine
-from controller.outcomes import FATAL_ERROR_CLASSES, AppResult, Event, MachineResult, Outcome
-from controller.plan import AppPlan, Create, Destroy, NoOp, Update
-from controller.rollout import ExecutorSettings, GroupWork, batch_size, batches, group_work
-from controller.updating import UpdateOps
-from controller.waiting import Waiter
+from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
 
 __all__ = [
     "Executor",

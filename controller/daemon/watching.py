@@ -34,7 +34,7 @@ _MAX_SETTLE_LOOKS = 20
 
 
 def snapshot(directory: Path) -> Snapshot:
-    """The current state of the files :func:`controller.loader.load_dir` would read."""
+    """The current state of the files :func:`controller.loading.loader.load_dir` would read."""
     entries: set[tuple[str, int, int, int]] = set()
     try:
         names = os.listdir(directory)

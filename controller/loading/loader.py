@@ -45,7 +45,7 @@ from controller.model.desired import (
     build_app,
     issues_from,
 )
-from controller.normalize import format_path
+from controller.planning.normalize import format_path
 
 __all__ = ["LoadError", "LoadResult", "load_dir", "load_file", "load_text"]
 

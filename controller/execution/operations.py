@@ -1,11 +1,12 @@
 """Per-machine operations, the shared part: result records, progress, and the leased section.
 
 :class:`MachineOps` carries what every operation of one app's execution needs (the
-:class:`~controller.executor.Executor`'s client, clock, leaser and waiter; the app's desired
-state) and builds :class:`~controller.outcomes.MachineResult` records, mapping API errors to
-outcomes through :func:`controller.retry.classify` (DESIGN.md 6).  The operations themselves
-live in :mod:`controller.updating`, :mod:`controller.creating` and :mod:`controller.destroying`;
-:mod:`controller.executor` combines them and orders the work.
+:class:`~controller.execution.executor.Executor`'s client, clock, leaser and waiter; the app's
+desired state) and builds :class:`~controller.execution.outcomes.MachineResult` records, mapping
+API errors to outcomes through :func:`controller.core.retry.classify` (DESIGN.md 6).  The
+operations themselves live in :mod:`controller.execution.updating`,
+:mod:`controller.execution.creating` and :mod:`controller.execution.destroying`;
+:mod:`controller.execution.executor` combines them and orders the work.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from controller.errors import (
+from controller.core.errors import (
     BadRequest,
     FlyAPIError,
     LeaseHeld,
@@ -26,16 +27,16 @@ from controller.errors import (
     VersionConflict,
     VolumeInUse,
 )
+from controller.core.retry import Cooldown, Decision, Drop, Requeue, classify
+from controller.execution.leasing import HeldLease, LeaseBusy
+from controller.execution.outcomes import MachineResult, Outcome, Phase, Progress, one_line
 from controller.flyapi import Machine
-from controller.leasing import HeldLease, LeaseBusy
 from controller.model.actual import CheckStatus, LiveMachine
 from controller.model.desired import DesiredApp
-from controller.outcomes import MachineResult, Outcome, Phase, Progress, one_line
-from controller.plan import AppPlan, Create, Destroy, NoOp, Update
-from controller.retry import Cooldown, Decision, Drop, Requeue, classify
+from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
 
 if TYPE_CHECKING:
-    from controller.executor import Executor
+    from controller.execution.executor import Executor
 
 __all__ = [
     "Action",
@@ -141,7 +142,7 @@ class MachineOps:
     def failure(
         self, action: Action, exc: FlyAPIError, attempts: int, machine_id: str | None = None
     ) -> MachineResult:
-        """The result for an API error, per :func:`controller.retry.classify`."""
+        """The result for an API error, per :func:`controller.core.retry.classify`."""
         decision = classify(
             exc, attempt=max(1, attempts), now=self.clock.now(), policy=self.ex.policy
         )
