@@ -115,7 +115,7 @@ def test_daemon_rss_and_noop_pass_with_10000_machines(
 ) -> None:
     """Peak RSS of the daemon over two full passes of 10,000 machines, and calls per no-op pass."""
     desired, scenario = write_fleet(tmp_path)
-    url, _ = start_emulator(scenario)
+    url, _ = start_emulator(scenario, ready_within=300)
     assert len(control(url, "GET", "/state")["machines"]) == APPS * PER_APP
     port = _free_port()
     health = f"http://127.0.0.1:{port}"

@@ -31,7 +31,9 @@ def start_emulator() -> Iterator[EmulatorProcess]:
     """Start ``python -m controller emulator`` (optionally with a scenario); yields (url, proc)."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(scenario: Path | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    def start(
+        scenario: Path | None = None, *, ready_within: float = 60.0
+    ) -> tuple[str, subprocess.Popen[bytes]]:
         port = _free_port()
         argv = [
             sys.executable,
@@ -50,7 +52,7 @@ def start_emulator() -> Iterator[EmulatorProcess]:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + ready_within
         while True:
             try:
                 if httpx.get(f"{url}/_emulator/state", timeout=1).status_code == 200:
@@ -58,6 +60,9 @@ def start_emulator() -> Iterator[EmulatorProcess]:
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:  # still running: end it, or reading its output blocks
+                    proc.kill()
+                    proc.wait(10)
                 output = proc.stdout.read().decode() if proc.stdout else ""
                 pytest.fail(f"emulator did not start (rc={proc.poll()}):\n{output}")
             time.sleep(0.05)
