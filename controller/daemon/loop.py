@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,7 @@ class Daemon:
         self.queue: WorkQueue[str] = WorkQueue(clock=clock, rng=rng)
         self.apps: dict[str, DesiredApp] = {}
         self.blocked: dict[str, tuple[str, ...]] = {}
+        self._sources: dict[str, str] = {}  # file -> the app it declared at the last load
         self.load_errors = 0
         self.loaded = False
         self.results: dict[str, AppResult] = {}
@@ -161,7 +162,20 @@ class Daemon:
                 scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
             )
             return
-        loaded = self._load(directory)
+        try:
+            loaded = self._load(directory)
+        except Exception as exc:  # the loader never raises; if it does, keep the last state
+            logger.exception("loading %s failed; keeping the last state", directory)
+            key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
+            message = f"loading {directory} failed: {type(exc).__name__}"
+            self.alerts.observe(
+                [Observation(key, message)],
+                scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
+            )
+            if not self.loaded:
+                raise ConfigError(message) from exc
+            return
+        loaded = self._with_remembered_names(loaded)
         index, count = self.settings.shard_index, self.settings.shard_count
         mine = {name: app for name, app in loaded.apps.items() if in_shard(name, index, count)}
         blocked = {n: f for n, f in loaded.blocked.items() if in_shard(n, index, count)}
@@ -187,6 +201,25 @@ class Daemon:
         )
         if not initial:  # at start-up READY=1 carries the first status
             self._status()
+
+    def _with_remembered_names(self, loaded: LoadResult) -> LoadResult:
+        """Block the app a file last declared when the file now names none (unreadable, a
+        dangling symlink, emptied): that app is blocked, not silently dropped."""
+        claimed = {file for files in loaded.blocked.values() for file in files}
+        inherited = dict(loaded.blocked)
+        for error in loaded.errors:
+            name = self._sources.get(error.file)
+            if error.file in claimed or name is None:
+                continue
+            if name in loaded.apps or name in inherited:
+                continue  # the app moved to another file, which is fine
+            inherited[name] = (error.file,)
+        self._sources = {file: name for name, files in inherited.items() for file in files} | {
+            app.source: name for name, app in loaded.apps.items() if app.source is not None
+        }
+        if len(inherited) == len(loaded.blocked):
+            return loaded
+        return replace(loaded, blocked=inherited)
 
     def _observe_load(self, loaded: LoadResult, blocked: Mapping[str, tuple[str, ...]]) -> None:
         index, count = self.settings.shard_index, self.settings.shard_count

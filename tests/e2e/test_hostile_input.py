@@ -1,0 +1,74 @@
+"""Hostile desired-state files through the real CLI (issue 14): one line each, no traceback,
+only the affected app blocked, and ``apply`` never reports "converged" past a bad file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
+NOWHERE = "http://127.0.0.1:9"
+
+NESTED = "app: acme-nested\nx: " + "[" * 4000 + "]" * 4000 + "\n"
+BOMB = "app: acme-bomb\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    """The shipped examples plus a deeply nested file, an alias bomb and a symlink loop."""
+    target = tmp_path / "desired"
+    shutil.copytree(EXAMPLES, target)
+    (target / "nested.yaml").write_text(NESTED)
+    (target / "bomb.yaml").write_text(BOMB)
+    (target / "loop.yaml").symlink_to(target / "loop.yaml")
+    return target
+
+
+def _problem_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if not ln.startswith("machine-reconciler: error:")]
+
+
+def test_validate_names_each_hostile_file_in_one_line(hostile: Path) -> None:
+    """Exit 1 quickly, one line per bad file, the two good apps untouched."""
+    result = run_cli("validate", str(hostile), url=NOWHERE, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert sorted(_problem_lines(result.stderr)) == sorted(
+        [
+            f"{hostile / 'bomb.yaml'}:2:48: document expands to more than 20000 values "
+            "(YAML aliases used too often?)",
+            f"{hostile / 'loop.yaml'}: cannot read: too many levels of symbolic links",
+            f"{hostile / 'nested.yaml'}:2:67: document nests deeper than 64 levels",
+        ]
+    )
+    assert "blocked app(s): acme-bomb, acme-nested" in result.stderr
+
+
+def test_plan_still_plans_the_good_apps(hostile: Path) -> None:
+    """``plan`` shows the good apps and exits 1 because of the bad files."""
+    result = run_cli("plan", str(hostile), "--embedded", url=NOWHERE, timeout=90)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "acme-web" in result.stdout
+    assert "acme-jobs" in result.stdout
+
+
+def test_apply_never_exits_0_past_an_unreadable_file(tmp_path: Path) -> None:
+    """A file without a readable app name (a list, a symlink loop) makes apply partial (3)."""
+    target = tmp_path / "desired"
+    shutil.copytree(EXAMPLES, target)
+    (target / "list.yaml").write_text("- a\n- b\n")
+    (target / "loop.yaml").symlink_to(target / "loop.yaml")
+    result = run_cli("apply", str(target), "--yes", "--embedded", url=NOWHERE, timeout=120)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "list.yaml" in result.stdout  # in the summary table, as not applied
+    assert "loop.yaml" in result.stdout
