@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any, Literal
 
+import anyio
 import httpx
 from pydantic import SecretStr
 
@@ -189,6 +190,19 @@ class Exchange:
         self._policy = policy
         self._on_response = on_response
 
+    def deadline(self, http_timeout: float | None = None) -> float:
+        """Total seconds one attempt may take, connect to last body byte.
+
+        httpx's timeouts bound each connect, write and read separately, so a server that
+        trickles a byte per second would never trip them; this bounds the whole response:
+        the request's read timeout (``http_timeout`` or the client's) plus its connect timeout.
+        """
+        timeout = self.http.timeout
+        read = http_timeout if http_timeout is not None else timeout.read
+        if read is None:  # no read timeout configured: no deadline
+            return math.inf
+        return read + (timeout.connect or 0.0)
+
     @property
     def policy(self) -> RetryPolicy:
         """The retry policy in force."""
@@ -266,6 +280,7 @@ class Exchange:
             **(headers or {}),
         }
         started = self._clock.monotonic()
+        deadline = self.deadline(http_timeout)
         try:
             request = self.http.build_request(
                 method,
@@ -275,13 +290,22 @@ class Exchange:
                 headers=all_headers,
                 timeout=http_timeout if http_timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
-            response = await self.http.send(request)
+            with anyio.move_on_after(deadline) as scope:
+                response = await self.http.send(request)  # reads the whole body
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise ConfigError(f"cannot send {method} {path}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
             error = transport_error(exc, method=method, path=path)
             self._emit(endpoint, error.status, error.error_class, started, None, attempt)
             raise error from exc
+        if scope.cancelled_caught:
+            error = RequestTimeout(
+                method=method,
+                path=path,
+                detail=f"no complete response within the {deadline:g} s request deadline",
+            )
+            self._emit(endpoint, None, error.error_class, started, None, attempt)
+            raise error
         status = response.status_code
         request_id = response.headers.get(REQUEST_ID_HEADER)
         if 200 <= status <= 299:
