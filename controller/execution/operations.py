@@ -21,6 +21,7 @@ from controller.core.errors import (
     FlyAPIError,
     LeaseHeld,
     NotFound,
+    RateLimited,
     RequestTimeout408,
     ServerError,
     TransportFailure,
@@ -94,8 +95,8 @@ def outcome_for(exc: FlyAPIError, decision: Decision) -> Outcome:
         return Outcome.BAD_REQUEST
     if isinstance(decision, Drop):
         return Outcome.GONE
-    if isinstance(decision, Requeue):
-        return Outcome.REQUEUE
+    if isinstance(decision, Requeue) or isinstance(exc, RateLimited):
+        return Outcome.REQUEUE  # a 429 was not executed: try again later, not a failure
     return Outcome.ERROR
 
 
