@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import TOKEN, EmulatorProcess, control, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +72,28 @@ def test_apply_never_exits_0_past_an_unreadable_file(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "list.yaml" in result.stdout  # in the summary table, as not applied
     assert "loop.yaml" in result.stdout
+
+
+def test_a_token_with_a_trailing_newline_works(
+    tmp_path: Path, start_emulator: EmulatorProcess
+) -> None:
+    """``FLY_API_TOKEN="$(cat token-file)"`` style values keep their newline: it is stripped."""
+    target = tmp_path / "desired"
+    shutil.copytree(EXAMPLES, target)
+    url, _ = start_emulator()
+    control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
+    result = run_cli("plan", str(target), url=url, timeout=60, FLY_API_TOKEN=f"{TOKEN}\n")
+    assert result.returncode == 0, result.stderr
+    assert "LocalProtocolError" not in result.stderr
+
+
+def test_a_token_with_inner_whitespace_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Refused at start-up, naming the variable and never showing the token."""
+    target = tmp_path / "desired"
+    shutil.copytree(EXAMPLES, target)
+    bad = f"{TOKEN[:8]} {TOKEN[8:]}"
+    result = run_cli("plan", str(target), url=NOWHERE, timeout=60, FLY_API_TOKEN=bad)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "FLY_API_TOKEN holds whitespace (U+0020) inside the token" in result.stderr
+    assert TOKEN[8:] not in result.stderr
