@@ -97,3 +97,21 @@ def test_a_token_with_inner_whitespace_is_refused_in_one_line(tmp_path: Path) ->
     assert result.stderr.count("\n") == 1, result.stderr
     assert "FLY_API_TOKEN holds whitespace (U+0020) inside the token" in result.stderr
     assert TOKEN[8:] not in result.stderr
+
+
+def test_ten_thousand_machines_in_one_region_are_refused(
+    tmp_path: Path, start_emulator: EmulatorProcess
+) -> None:
+    """``regions: {ams: 10000}`` validates, but apply refuses it (exit 4) and creates nothing."""
+    target = tmp_path / "desired"
+    target.mkdir()
+    (target / "web.yaml").write_text(
+        "app: acme-web\ndefaults:\n  config:\n    image: registry.fly.io/acme-web:v1\n"
+        "groups:\n  web:\n    regions: {ams: 10000}\n"
+    )
+    url, _ = start_emulator()
+    control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}]})
+    result = run_cli("apply", str(target), "--yes", url=url, timeout=120)
+    assert result.returncode == 4, result.stderr
+    assert "more than max_create 100" in result.stdout + result.stderr
+    assert {entry["method"] for entry in control(url, "GET", "/requests")} == {"GET"}
