@@ -471,8 +471,15 @@ class Daemon:
     def request_stop(self) -> None:
         """SIGTERM/SIGINT: begin the graceful shutdown (see :meth:`run`)."""
         self.stopping = True
+        self._stop_writes()
         if self._stop is not None:
             self._stop.set()
+
+    def _stop_writes(self) -> None:
+        """Writes still waiting in the client (pacing, retry backoff) are not sent."""
+        stop_writes = getattr(self.executor.client, "stop_writes", None)
+        if stop_writes is not None:
+            stop_writes()
 
     async def run(
         self,
@@ -510,6 +517,7 @@ class Daemon:
             task_status.started()
             await self._stop.wait()
             self.stopping = True
+            self._stop_writes()
             logger.info(
                 "stopping: no new work; waiting up to %gs for machine operations in flight",
                 self.settings.grace_period,

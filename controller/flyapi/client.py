@@ -156,6 +156,13 @@ class MachinesClient(LeaseCalls):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def stop_writes(self) -> None:
+        """Shutdown began: from now on a write that has not been sent yet (one waiting in the
+        rate limiter or between retries) raises :class:`~controller.core.errors.ShuttingDown`
+        instead of going out.  Reads, lease refreshes and lease releases still go out, so
+        operations in flight can finish and give their leases back."""
+        self._exchange.stopping = True
+
     @property
     def rate_limiter(self) -> RateLimiter:
         """The client-side limiter (shared by every call of this client)."""

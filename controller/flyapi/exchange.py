@@ -38,6 +38,7 @@ from controller.core.errors import (
     ErrorEnvelope,
     FlyAPIError,
     RequestTimeout,
+    ShuttingDown,
     TransportFailure,
 )
 from controller.core.retry import RetryAfter, RetryPolicy, classify, error_from_response
@@ -59,6 +60,10 @@ NONCE_HEADER = "fly-machine-lease-nonce"
 REQUEST_ID_HEADER = "fly-request-id"
 USER_AGENT = f"machine-reconciler/{__version__}"
 _REDACTED = "[redacted]"
+#: Writes still sent once shutdown began: they only keep or give back leases of operations
+#: already in flight.  Every other write re-checks after its pacing wait and is not sent.
+_WHILE_STOPPING = frozenset({"leases.refresh", "leases.release"})
+_NOT_SENT = "not sent: shutdown began while it waited"
 #: Sensitive strings shorter than this are not scrubbed (they would mangle ordinary words).
 _MIN_SECRET_LEN = 6
 
@@ -189,6 +194,8 @@ class Exchange:
         self._limiter = limiter
         self._policy = policy
         self._on_response = on_response
+        #: Set on shutdown: writes not yet sent are refused (see :data:`_WHILE_STOPPING`).
+        self.stopping = False
 
     def deadline(self, http_timeout: float | None = None) -> float:
         """Total seconds one attempt may take, connect to last body byte.
@@ -233,6 +240,8 @@ class Exchange:
         while True:
             attempt += 1
             await self._limiter.acquire((scope, endpoint.rate_key), endpoint.kind)
+            if self.stopping and endpoint.method != "GET" and endpoint.name not in _WHILE_STOPPING:
+                raise ShuttingDown(method=endpoint.method, path=path, detail=_NOT_SENT)
             try:
                 return await self._attempt(
                     endpoint, path, attempt, params, json, headers, http_timeout, secrets
