@@ -411,7 +411,8 @@ class Daemon:
     # ------------------------------------------------------------------ health
 
     def liveness(self) -> Check:
-        """Healthy while a pass finished, or the loop showed work, within 3 x interval.
+        """Healthy while a pass finished, or the loop showed work, within 3 x interval (or,
+        while an API call is in progress, within its request deadline plus a retry sleep).
 
         A long rollout keeps the loop busy for longer than a pass normally takes; it is
         alive as long as it makes API calls or machine actions progress.  A stuck loop shows
@@ -422,16 +423,27 @@ class Daemon:
         last_pass = self.last_pass_at if self.last_pass_at is not None else self.started_at
         since_pass = now - last_pass
         since_work = now - max(last_pass, self.telemetry.last_activity)
-        ok = since_pass <= limit or (bool(self._open) and since_work <= limit)
+        work_limit = max(limit, self._api_quiet_limit())
+        ok = since_pass <= limit or (bool(self._open) and since_work <= work_limit)
         return Check(
             ok,
             {
                 "passes": self.passes,
                 "seconds_since_pass": round(since_pass, 3),
                 "seconds_since_activity": round(since_work, 3),
-                "limit_seconds": limit,
+                "limit_seconds": work_limit if self._open else limit,
             },
         )
+
+    def _api_quiet_limit(self) -> float:
+        """While an API call is in progress, how long it may go without a response (its
+        request deadline plus a retry sleep); 0 when none is.  With a short interval, 3 x
+        interval is shorter than one request timeout, and a hung API must not flap /healthz."""
+        client = self.executor.client
+        if not getattr(client, "calls_in_progress", 0):
+            return 0.0
+        quiet_limit: Callable[[], float] | None = getattr(client, "quiet_limit", None)
+        return quiet_limit() if quiet_limit is not None else 0.0
 
     def readiness(self) -> Check:
         """Ready once desired state is loaded and the API accepted the token."""

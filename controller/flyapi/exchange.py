@@ -196,6 +196,8 @@ class Exchange:
         self._on_response = on_response
         #: Set on shutdown: writes not yet sent are refused (see :data:`_WHILE_STOPPING`).
         self.stopping = False
+        #: Calls between entry and return (pacing, attempts and retry sleeps included).
+        self.calls_in_progress = 0
 
     def deadline(self, http_timeout: float | None = None) -> float:
         """Total seconds one attempt may take, connect to last body byte.
@@ -234,6 +236,26 @@ class Exchange:
         :class:`RetryAfter` (so non-idempotent calls repeat only when Fly provably did
         nothing: connect failures and 429), at most ``policy.max_attempts`` tries in all.
         """
+        self.calls_in_progress += 1
+        try:
+            return await self._call(
+                endpoint, path, scope, params, json, headers, http_timeout, idempotent, sensitive
+            )
+        finally:
+            self.calls_in_progress -= 1
+
+    async def _call(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        scope: str,
+        params: Params,
+        json: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        http_timeout: float | None,
+        idempotent: bool | None,
+        sensitive: Iterable[str],
+    ) -> httpx.Response:
         idem = endpoint.idempotent if idempotent is None else idempotent
         secrets = (self._token.get_secret_value(), *sensitive)
         attempt = 0
