@@ -3,7 +3,7 @@
 Pure data: this module imports no HTTP or async library.  The API client
 (:mod:`controller.flyapi`) translates every transport exception and every non-2xx response into
 exactly one class below, through the single mapping in
-:func:`controller.core.retry.error_from_response`;
+:func:`controller.flyapi.errors.error_from_response`;
 :func:`controller.core.retry.classify` turns any of them into a retry decision.  Nothing from
 ``httpx`` ever escapes the client.
 

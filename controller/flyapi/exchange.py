@@ -5,7 +5,7 @@ it waits on the :class:`~controller.flyapi.ratelimit.RateLimiter`, sends through
 ``httpx.AsyncClient``, and either returns a 2xx response or raises exactly one
 :class:`~controller.core.errors.FlyAPIError`: transport exceptions are wrapped here
 (``raise ... from exc``), non-2xx responses go through
-:func:`controller.core.retry.error_from_response`.  Between attempts it asks
+:func:`controller.flyapi.errors.error_from_response`.  Between attempts it asks
 :func:`controller.core.retry.classify` and sleeps on the injected clock.
 
 Secrets: the token is added to each request's headers here and nowhere else; no header or
@@ -41,8 +41,9 @@ from controller.core.errors import (
     ShuttingDown,
     TransportFailure,
 )
-from controller.core.retry import RetryAfter, RetryPolicy, classify, error_from_response
+from controller.core.retry import RetryAfter, RetryPolicy, classify
 from controller.flyapi.envelope import parse_error_envelope
+from controller.flyapi.errors import error_from_response
 from controller.flyapi.ratelimit import RateLimiter
 
 __all__ = [
