@@ -75,6 +75,7 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         frozen=True,
+        hide_input_in_errors=True,  # a rejected token must not appear in str(ValidationError)
     )
 
     api_url: str = Field(
@@ -137,6 +138,13 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("api_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # unset and empty alike: "no Fly API token" where one is needed
+        return SecretStr(clean_token(value.get_secret_value(), "FLY_API_TOKEN"))
+
     @model_validator(mode="after")
     def _load_token_file(self) -> Self:
         if self.api_token_file is None:
@@ -147,14 +155,36 @@ class Settings(BaseSettings):
             )
         path = self.api_token_file
         try:
-            token = path.read_text(encoding="utf-8").strip()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
             raise ValueError(f"cannot read API token file {str(path)!r}: {reason}") from None
-        if not token:
-            raise ValueError(f"API token file {str(path)!r} is empty")
+        token = clean_token(text, f"API token file {str(path)!r}")
         object.__setattr__(self, "api_token", SecretStr(token))
         return self
+
+
+#: Fly's macaroon tokens as ``fly tokens create`` prints them: ``FlyV1 fm2_...`` (one space).
+_FLYV1_PREFIX = "FlyV1 "
+
+
+def clean_token(raw: str, source: str) -> str:
+    """The token without surrounding whitespace (token files end in a newline), or a
+    ``ValueError`` naming ``source`` when it is empty or holds inner whitespace or control
+    characters, which would make an invalid ``Authorization`` header (the message never
+    shows the token).  The one space of Fly's ``FlyV1 <macaroons>`` form is allowed."""
+    token = raw.strip()
+    if not token:
+        raise ValueError(f"{source} is empty")
+    body = token.removeprefix(_FLYV1_PREFIX)
+    bad = next((c for c in body if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        kind = "whitespace" if bad.isspace() else "a control character"
+        raise ValueError(
+            f"{source} holds {kind} (U+{ord(bad):04X}) inside the token; "
+            "check the value was pasted whole and on one line"
+        )
+    return token
 
 
 # ------------------------------------------------------------------------------ the daemon

@@ -199,6 +199,13 @@ def _load(directory: Path) -> LoadResult:
     return loaded
 
 
+def unnamed_bad_files(loaded: LoadResult) -> list[str]:
+    """Files with errors that name no app (empty, a list, unreadable, not UTF-8), labelled."""
+    claimed = {file for files in loaded.blocked.values() for file in files}
+    bad = sorted({e.file for e in loaded.errors} - claimed)
+    return [f"{Path(file).name} (no app name)" for file in bad]
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     loaded = _load(args.dir)
     if not loaded.ok:
@@ -309,6 +316,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     loaded = _load(args.dir)
     apps = _selected(loaded, args.app)
     blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
+    if not args.app:  # a file whose app is unknown may hold any app: never "converged"
+        blocked += unnamed_bad_files(loaded)
     reporter = Reporter(redact=REDACTOR.redact)
 
     async def run() -> int:

@@ -3,7 +3,7 @@
 Pure data: this module imports no HTTP or async library.  The API client
 (:mod:`controller.flyapi`) translates every transport exception and every non-2xx response into
 exactly one class below, through the single mapping in
-:func:`controller.core.retry.error_from_response`;
+:func:`controller.flyapi.errors.error_from_response`;
 :func:`controller.core.retry.classify` turns any of them into a retry decision.  Nothing from
 ``httpx`` ever escapes the client.
 
@@ -35,6 +35,7 @@ Hierarchy::
         ├── BadRequest                   400, 422 validation
         │   └── NameTaken                422 status name_taken (app names are global)
         ├── RateLimited                  429
+        ├── ShuttingDown                 not sent: the controller is stopping (no response)
         ├── ServerError                  5xx
         │   └── GatewayTimeout           504
         └── UnexpectedStatus             any other status (1xx/3xx/unlisted 4xx)
@@ -80,6 +81,7 @@ __all__ = [
     "RequestTimeout",
     "RequestTimeout408",
     "ServerError",
+    "ShuttingDown",
     "TransportFailure",
     "Unauthorized",
     "UnexpectedStatus",
@@ -376,6 +378,13 @@ class RateLimited(FlyAPIError):
 
     error_class = "rate_limited"
     retryable = True
+
+
+class ShuttingDown(FlyAPIError):
+    """A write the client refused to send because shutdown began while it waited (for the
+    rate limiter or a retry).  Nothing was sent: the action was not attempted."""
+
+    error_class = "shutting_down"
 
 
 class ServerError(FlyAPIError):

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,7 @@ class Daemon:
         self.queue: WorkQueue[str] = WorkQueue(clock=clock, rng=rng)
         self.apps: dict[str, DesiredApp] = {}
         self.blocked: dict[str, tuple[str, ...]] = {}
+        self._sources: dict[str, str] = {}  # file -> the app it declared at the last load
         self.load_errors = 0
         self.loaded = False
         self.results: dict[str, AppResult] = {}
@@ -161,7 +162,20 @@ class Daemon:
                 scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
             )
             return
-        loaded = self._load(directory)
+        try:
+            loaded = self._load(directory)
+        except Exception as exc:  # the loader never raises; if it does, keep the last state
+            logger.exception("loading %s failed; keeping the last state", directory)
+            key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
+            message = f"loading {directory} failed: {type(exc).__name__}"
+            self.alerts.observe(
+                [Observation(key, message)],
+                scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
+            )
+            if not self.loaded:
+                raise ConfigError(message) from exc
+            return
+        loaded = self._with_remembered_names(loaded)
         index, count = self.settings.shard_index, self.settings.shard_count
         mine = {name: app for name, app in loaded.apps.items() if in_shard(name, index, count)}
         blocked = {n: f for n, f in loaded.blocked.items() if in_shard(n, index, count)}
@@ -187,6 +201,25 @@ class Daemon:
         )
         if not initial:  # at start-up READY=1 carries the first status
             self._status()
+
+    def _with_remembered_names(self, loaded: LoadResult) -> LoadResult:
+        """Block the app a file last declared when the file now names none (unreadable, a
+        dangling symlink, emptied): that app is blocked, not silently dropped."""
+        claimed = {file for files in loaded.blocked.values() for file in files}
+        inherited = dict(loaded.blocked)
+        for error in loaded.errors:
+            name = self._sources.get(error.file)
+            if error.file in claimed or name is None:
+                continue
+            if name in loaded.apps or name in inherited:
+                continue  # the app moved to another file, which is fine
+            inherited[name] = (error.file,)
+        self._sources = {file: name for name, files in inherited.items() for file in files} | {
+            app.source: name for name, app in loaded.apps.items() if app.source is not None
+        }
+        if len(inherited) == len(loaded.blocked):
+            return loaded
+        return replace(loaded, blocked=inherited)
 
     def _observe_load(self, loaded: LoadResult, blocked: Mapping[str, tuple[str, ...]]) -> None:
         index, count = self.settings.shard_index, self.settings.shard_count
@@ -378,7 +411,8 @@ class Daemon:
     # ------------------------------------------------------------------ health
 
     def liveness(self) -> Check:
-        """Healthy while a pass finished, or the loop showed work, within 3 x interval.
+        """Healthy while a pass finished, or the loop showed work, within 3 x interval (or,
+        while an API call is in progress, within its request deadline plus a retry sleep).
 
         A long rollout keeps the loop busy for longer than a pass normally takes; it is
         alive as long as it makes API calls or machine actions progress.  A stuck loop shows
@@ -389,16 +423,27 @@ class Daemon:
         last_pass = self.last_pass_at if self.last_pass_at is not None else self.started_at
         since_pass = now - last_pass
         since_work = now - max(last_pass, self.telemetry.last_activity)
-        ok = since_pass <= limit or (bool(self._open) and since_work <= limit)
+        work_limit = max(limit, self._api_quiet_limit())
+        ok = since_pass <= limit or (bool(self._open) and since_work <= work_limit)
         return Check(
             ok,
             {
                 "passes": self.passes,
                 "seconds_since_pass": round(since_pass, 3),
                 "seconds_since_activity": round(since_work, 3),
-                "limit_seconds": limit,
+                "limit_seconds": work_limit if self._open else limit,
             },
         )
+
+    def _api_quiet_limit(self) -> float:
+        """While an API call is in progress, how long it may go without a response (its
+        request deadline plus a retry sleep); 0 when none is.  With a short interval, 3 x
+        interval is shorter than one request timeout, and a hung API must not flap /healthz."""
+        client = self.executor.client
+        if not getattr(client, "calls_in_progress", 0):
+            return 0.0
+        quiet_limit: Callable[[], float] | None = getattr(client, "quiet_limit", None)
+        return quiet_limit() if quiet_limit is not None else 0.0
 
     def readiness(self) -> Check:
         """Ready once desired state is loaded and the API accepted the token."""
@@ -438,8 +483,15 @@ class Daemon:
     def request_stop(self) -> None:
         """SIGTERM/SIGINT: begin the graceful shutdown (see :meth:`run`)."""
         self.stopping = True
+        self._stop_writes()
         if self._stop is not None:
             self._stop.set()
+
+    def _stop_writes(self) -> None:
+        """Writes still waiting in the client (pacing, retry backoff) are not sent."""
+        stop_writes = getattr(self.executor.client, "stop_writes", None)
+        if stop_writes is not None:
+            stop_writes()
 
     async def run(
         self,
@@ -477,6 +529,7 @@ class Daemon:
             task_status.started()
             await self._stop.wait()
             self.stopping = True
+            self._stop_writes()
             logger.info(
                 "stopping: no new work; waiting up to %gs for machine operations in flight",
                 self.settings.grace_period,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 
-from controller.core.errors import FlyAPIError
+from controller.core.errors import FlyAPIError, RateLimited
 from controller.execution.leasing import HeldLease
 from controller.execution.operations import Attempts, MachineOps, ambiguous, to_live_machine
 from controller.execution.outcomes import MachineResult, Outcome
@@ -115,6 +115,11 @@ class CreateOps(MachineOps):
                 machine = await self.client.create_machine(
                     self.app, config=config, region=action.region, lease_ttl=ttl
                 )
+            except RateLimited as exc:  # never executed: wait as asked, send it again
+                last = exc
+                if attempt < settings.create_attempts:
+                    await self.clock.sleep(self.rate_limited_delay(exc))
+                continue
             except FlyAPIError as exc:
                 if not ambiguous(exc):
                     raise
@@ -139,6 +144,13 @@ class CreateOps(MachineOps):
         if last is None:  # unreachable: create_attempts >= 1 and the loop only falls through
             raise RuntimeError("create loop ended without an attempt")  # after failures
         raise last
+
+    def rate_limited_delay(self, exc: RateLimited) -> float:
+        """How long to wait before sending a create Fly refused with 429: its ``Retry-After``
+        (a floor), else a transient backoff, never longer than the policy's cap."""
+        policy = self.ex.policy
+        hint = exc.retry_after if exc.retry_after is not None else policy.transient.delay(1)
+        return min(policy.max_retry_after, max(hint, policy.transient.minimum))
 
     async def own_create_lease(
         self, machine: Machine, sent_at: float, ttl: int

@@ -21,8 +21,10 @@ from controller.core.errors import (
     FlyAPIError,
     LeaseHeld,
     NotFound,
+    RateLimited,
     RequestTimeout408,
     ServerError,
+    ShuttingDown,
     TransportFailure,
     VersionConflict,
     VolumeInUse,
@@ -94,8 +96,8 @@ def outcome_for(exc: FlyAPIError, decision: Decision) -> Outcome:
         return Outcome.BAD_REQUEST
     if isinstance(decision, Drop):
         return Outcome.GONE
-    if isinstance(decision, Requeue):
-        return Outcome.REQUEUE
+    if isinstance(decision, Requeue) or isinstance(exc, RateLimited | ShuttingDown):
+        return Outcome.REQUEUE  # a 429 or a write held back by shutdown was not executed
     return Outcome.ERROR
 
 

@@ -42,6 +42,7 @@ from controller.core.errors import ConfigError, InvalidResponse
 from controller.core.retry import Backoff, RetryPolicy
 from controller.flyapi.endpoints import (
     ENDPOINTS,
+    WAIT_MAX_SECONDS,
     app_path,
     csv,
     env_values,
@@ -155,6 +156,26 @@ class MachinesClient(LeaseCalls):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @property
+    def calls_in_progress(self) -> int:
+        """API calls started and not yet returned (a hung request counts)."""
+        return self._exchange.calls_in_progress
+
+    def quiet_limit(self) -> float:
+        """The longest a call in progress may go without any response: the total deadline of
+        the longest request (a ``/wait`` long-poll) plus the longest sleep between attempts.
+        Liveness checks use it so that one hung request never reads as a stuck loop."""
+        policy = self._exchange.policy
+        longest = self._exchange.deadline(WAIT_MAX_SECONDS + self._wait_margin)
+        return longest + max(policy.max_retry_after, policy.transient.cap)
+
+    def stop_writes(self) -> None:
+        """Shutdown began: from now on a write that has not been sent yet (one waiting in the
+        rate limiter or between retries) raises :class:`~controller.core.errors.ShuttingDown`
+        instead of going out.  Reads, lease refreshes and lease releases still go out, so
+        operations in flight can finish and give their leases back."""
+        self._exchange.stopping = True
 
     @property
     def rate_limiter(self) -> RateLimiter:

@@ -5,7 +5,7 @@ it waits on the :class:`~controller.flyapi.ratelimit.RateLimiter`, sends through
 ``httpx.AsyncClient``, and either returns a 2xx response or raises exactly one
 :class:`~controller.core.errors.FlyAPIError`: transport exceptions are wrapped here
 (``raise ... from exc``), non-2xx responses go through
-:func:`controller.core.retry.error_from_response`.  Between attempts it asks
+:func:`controller.flyapi.errors.error_from_response`.  Between attempts it asks
 :func:`controller.core.retry.classify` and sleeps on the injected clock.
 
 Secrets: the token is added to each request's headers here and nowhere else; no header or
@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any, Literal
 
+import anyio
 import httpx
 from pydantic import SecretStr
 
@@ -37,10 +38,12 @@ from controller.core.errors import (
     ErrorEnvelope,
     FlyAPIError,
     RequestTimeout,
+    ShuttingDown,
     TransportFailure,
 )
-from controller.core.retry import RetryAfter, RetryPolicy, classify, error_from_response
+from controller.core.retry import RetryAfter, RetryPolicy, classify
 from controller.flyapi.envelope import parse_error_envelope
+from controller.flyapi.errors import error_from_response
 from controller.flyapi.ratelimit import RateLimiter
 
 __all__ = [
@@ -58,6 +61,10 @@ NONCE_HEADER = "fly-machine-lease-nonce"
 REQUEST_ID_HEADER = "fly-request-id"
 USER_AGENT = f"machine-reconciler/{__version__}"
 _REDACTED = "[redacted]"
+#: Writes still sent once shutdown began: they only keep or give back leases of operations
+#: already in flight.  Every other write re-checks after its pacing wait and is not sent.
+_WHILE_STOPPING = frozenset({"leases.refresh", "leases.release"})
+_NOT_SENT = "not sent: shutdown began while it waited"
 #: Sensitive strings shorter than this are not scrubbed (they would mangle ordinary words).
 _MIN_SECRET_LEN = 6
 
@@ -188,6 +195,23 @@ class Exchange:
         self._limiter = limiter
         self._policy = policy
         self._on_response = on_response
+        #: Set on shutdown: writes not yet sent are refused (see :data:`_WHILE_STOPPING`).
+        self.stopping = False
+        #: Calls between entry and return (pacing, attempts and retry sleeps included).
+        self.calls_in_progress = 0
+
+    def deadline(self, http_timeout: float | None = None) -> float:
+        """Total seconds one attempt may take, connect to last body byte.
+
+        httpx's timeouts bound each connect, write and read separately, so a server that
+        trickles a byte per second would never trip them; this bounds the whole response:
+        the request's read timeout (``http_timeout`` or the client's) plus its connect timeout.
+        """
+        timeout = self.http.timeout
+        read = http_timeout if http_timeout is not None else timeout.read
+        if read is None:  # no read timeout configured: no deadline
+            return math.inf
+        return read + (timeout.connect or 0.0)
 
     @property
     def policy(self) -> RetryPolicy:
@@ -213,12 +237,34 @@ class Exchange:
         :class:`RetryAfter` (so non-idempotent calls repeat only when Fly provably did
         nothing: connect failures and 429), at most ``policy.max_attempts`` tries in all.
         """
+        self.calls_in_progress += 1
+        try:
+            return await self._call(
+                endpoint, path, scope, params, json, headers, http_timeout, idempotent, sensitive
+            )
+        finally:
+            self.calls_in_progress -= 1
+
+    async def _call(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        scope: str,
+        params: Params,
+        json: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        http_timeout: float | None,
+        idempotent: bool | None,
+        sensitive: Iterable[str],
+    ) -> httpx.Response:
         idem = endpoint.idempotent if idempotent is None else idempotent
         secrets = (self._token.get_secret_value(), *sensitive)
         attempt = 0
         while True:
             attempt += 1
             await self._limiter.acquire((scope, endpoint.rate_key), endpoint.kind)
+            if self.stopping and endpoint.method != "GET" and endpoint.name not in _WHILE_STOPPING:
+                raise ShuttingDown(method=endpoint.method, path=path, detail=_NOT_SENT)
             try:
                 return await self._attempt(
                     endpoint, path, attempt, params, json, headers, http_timeout, secrets
@@ -266,6 +312,7 @@ class Exchange:
             **(headers or {}),
         }
         started = self._clock.monotonic()
+        deadline = self.deadline(http_timeout)
         try:
             request = self.http.build_request(
                 method,
@@ -275,13 +322,22 @@ class Exchange:
                 headers=all_headers,
                 timeout=http_timeout if http_timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
-            response = await self.http.send(request)
+            with anyio.move_on_after(deadline) as scope:
+                response = await self.http.send(request)  # reads the whole body
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise ConfigError(f"cannot send {method} {path}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
             error = transport_error(exc, method=method, path=path)
             self._emit(endpoint, error.status, error.error_class, started, None, attempt)
             raise error from exc
+        if scope.cancelled_caught:
+            error = RequestTimeout(
+                method=method,
+                path=path,
+                detail=f"no complete response within the {deadline:g} s request deadline",
+            )
+            self._emit(endpoint, None, error.error_class, started, None, attempt)
+            raise error
         status = response.status_code
         request_id = response.headers.get(REQUEST_ID_HEADER)
         if 200 <= status <= 299:

@@ -3,8 +3,11 @@
 An edge module: it reads files (and, for references, environment variables and secret files),
 synchronously, and nothing else.  Steps for every ``*.yaml`` / ``*.yml`` file, in name order:
 
-1. compose the YAML with PyYAML, keeping the node marks, rejecting duplicate keys and merge
-   keys (``<<``); mapping keys are always the text as written (no YAML 1.1 ``on`` -> true);
+0. read at most :attr:`LoadLimits.max_bytes` of a regular file (``stat`` first: FIFOs, symlink
+   loops and dangling symlinks are errors naming the file, never skipped or opened);
+1. compose the YAML with PyYAML within :class:`LoadLimits` (depth, nodes, alias expansion,
+   time; :mod:`controller.loading.yamldoc`), keeping the node marks, rejecting duplicate keys and
+   merge keys (``<<``); mapping keys are always the text as written (no YAML 1.1 ``on`` -> true);
 2. resolve references in ``env`` values (the config's and each ``processes[].env``):
 
    * ``${ENV:NAME}``: the variable ``NAME`` of the injected ``environ`` (an error if unset);
@@ -26,8 +29,10 @@ each file naming the other.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +40,15 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from controller.loading.yamldoc import (
+    DEFAULT_LIMITS,
+    DocumentError,
+    LoadLimits,
+    Marks,
+    PathParts,
+    parse_yaml,
+)
 from controller.model.desired import (
     DesiredApp,
     DesiredFile,
@@ -47,11 +59,7 @@ from controller.model.desired import (
 )
 from controller.planning.normalize import format_path
 
-__all__ = ["LoadError", "LoadResult", "load_dir", "load_file", "load_text"]
-
-PathParts = tuple[str | int, ...]
-_MAX_DEPTH = 64
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+__all__ = ["LoadError", "LoadLimits", "LoadResult", "load_dir", "load_file", "load_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,64 +92,6 @@ class LoadResult:
     def ok(self) -> bool:
         """No errors at all."""
         return not self.errors
-
-
-# ------------------------------------------------------------------------------ YAML with marks
-
-
-@dataclass(slots=True)
-class _Marks:
-    keys: dict[PathParts, yaml.Mark] = field(default_factory=dict)
-    values: dict[PathParts, yaml.Mark] = field(default_factory=dict)
-
-
-class _DocumentError(Exception):
-    def __init__(self, mark: yaml.Mark | None, path: PathParts, message: str) -> None:
-        super().__init__(message)
-        self.mark, self.path, self.message = mark, path, message
-
-
-def _build(node: Node, path: PathParts, marks: _Marks, loader: yaml.SafeLoader) -> Any:
-    """Plain data from a YAML node, recording the marks of every key and value by path."""
-    marks.values.setdefault(path, node.start_mark)
-    if len(path) > _MAX_DEPTH:
-        raise _DocumentError(node.start_mark, path[:2], "document nests too deeply")
-    if isinstance(node, MappingNode):
-        out: dict[str, Any] = {}
-        first_seen: dict[str, yaml.Mark] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                raise _DocumentError(
-                    key_node.start_mark, path, "YAML merge keys (<<) are not supported"
-                )
-            if not isinstance(key_node, ScalarNode):
-                raise _DocumentError(key_node.start_mark, path, "mapping keys must be plain text")
-            key = str(key_node.value)
-            if key in first_seen:
-                raise _DocumentError(
-                    key_node.start_mark,
-                    (*path, key),
-                    f"duplicate key (first defined on line {first_seen[key].line + 1})",
-                )
-            first_seen[key] = key_node.start_mark
-            marks.keys[(*path, key)] = key_node.start_mark
-            out[key] = _build(value_node, (*path, key), marks, loader)
-        return out
-    if isinstance(node, SequenceNode):
-        return [_build(item, (*path, i), marks, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node)
-
-
-def _parse_yaml(text: str) -> tuple[Any, _Marks]:
-    marks = _Marks()
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, marks
-        return _build(node, (), marks, loader), marks
-    finally:
-        loader.dispose()
 
 
 # ------------------------------------------------------------------------------ references
@@ -256,7 +206,7 @@ def _resolve_refs(
 # ------------------------------------------------------------------------------ errors -> marks
 
 
-def _locate(loc: PathParts, data: Any, marks: _Marks) -> tuple[yaml.Mark | None, PathParts, bool]:
+def _locate(loc: PathParts, data: Any, marks: Marks) -> tuple[yaml.Mark | None, PathParts, bool]:
     """Map a validation loc to (mark, clean path, whether the path exists in the file)."""
     clean: list[str | int] = []
     node = data
@@ -286,7 +236,7 @@ def _error(file: str, mark: yaml.Mark | None, path: PathParts, message: str) -> 
     )
 
 
-def _from_issues(file: str, issues: list[Issue], data: Any, marks: _Marks) -> list[LoadError]:
+def _from_issues(file: str, issues: list[Issue], data: Any, marks: Marks) -> list[LoadError]:
     out: list[LoadError] = []
     seen: set[tuple[PathParts, str]] = set()
     for issue in issues:
@@ -313,12 +263,18 @@ class _Loaded:
     app_mark: yaml.Mark | None = None
 
 
-def _load_text(text: str, source: str, environ: Mapping[str, str], base_dir: Path) -> _Loaded:
+def _whole_file(source: str, message: str, name: str | None = None) -> _Loaded:
+    return _Loaded(None, name, [LoadError(source, None, None, "", message)])
+
+
+def _load_text(
+    text: str, source: str, environ: Mapping[str, str], base_dir: Path, limits: LoadLimits
+) -> _Loaded:
     guessed = _APP_LINE.search(text)
     name = guessed.group(1) if guessed else None
     try:
-        data, marks = _parse_yaml(text)
-    except _DocumentError as exc:
+        data, marks = parse_yaml(text, limits=limits)
+    except DocumentError as exc:
         return _Loaded(None, name, [_error(source, exc.mark, exc.path, exc.message)])
     except yaml.MarkedYAMLError as exc:  # the snippet of the file is left out on purpose
         problem = exc.problem or exc.context or "invalid YAML"
@@ -326,11 +282,11 @@ def _load_text(text: str, source: str, environ: Mapping[str, str], base_dir: Pat
             None, name, [_error(source, exc.problem_mark, (), f"invalid YAML: {problem}")]
         )
     except yaml.YAMLError as exc:
-        return _Loaded(
-            None, name, [_error(source, None, (), f"invalid YAML: {type(exc).__name__}")]
-        )
+        return _whole_file(source, f"invalid YAML: {type(exc).__name__}", name)
+    except (RecursionError, MemoryError) as exc:  # a last resort: the limits should come first
+        return _whole_file(source, f"document too complex to read ({type(exc).__name__})", name)
     if data is None:
-        return _Loaded(None, None, [_error(source, None, (), "empty file")])
+        return _whole_file(source, "empty file")
     if not isinstance(data, dict):
         return _Loaded(None, None, [_error(source, marks.values.get(()), (), "expected a mapping")])
     app_mark = marks.values.get(("app",))
@@ -357,52 +313,110 @@ def load_text(
     *,
     environ: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
+    limits: LoadLimits = DEFAULT_LIMITS,
 ) -> tuple[DesiredApp | None, list[LoadError]]:
     """Load one document (``source`` names it in errors): ``(app or None, errors)``."""
     env = os.environ if environ is None else environ
-    loaded = _load_text(text, source, env, base_dir or Path(source).parent)
+    loaded = _load_text(text, source, env, base_dir or Path(source).parent, limits)
     return loaded.app, loaded.errors
 
 
-def _load_path(path: Path, environ: Mapping[str, str]) -> _Loaded:
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, refusing anything else or anything larger than the limit.
+
+    ``stat`` first, so a FIFO or device named ``*.yaml`` is never opened (opening a FIFO
+    blocks), and a symlink loop or a dangling symlink fails here with its own message.
+    """
+    info = path.stat()  # follows symlinks: ELOOP / ENOENT surface as OSError
+    if not stat.S_ISREG(info.st_mode):
+        raise _Unreadable("not a regular file")
+    if info.st_size > max_bytes:
+        raise _Unreadable(f"file is {info.st_size} bytes, more than the {max_bytes}-byte limit")
+    with path.open("rb") as handle:
+        data = handle.read(max_bytes + 1)  # the file may have grown since stat
+    if len(data) > max_bytes:
+        raise _Unreadable(f"file is more than the {max_bytes}-byte limit")
+    return data
+
+
+class _Unreadable(Exception):
+    """A file that cannot be loaded at all; the message says why."""
+
+
+def _load_path(path: Path, environ: Mapping[str, str], limits: LoadLimits) -> _Loaded:
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bounded(path, limits.max_bytes).decode("utf-8")
+    except _Unreadable as exc:
+        return _whole_file(source, f"cannot read: {exc}")
     except OSError as exc:
-        return _Loaded(
-            None, None, [LoadError(source, None, None, "", f"cannot read: {exc.strerror}")]
-        )
-    except UnicodeDecodeError:
-        return _Loaded(None, None, [LoadError(source, None, None, "", "not UTF-8 text")])
-    return _load_text(text, source, environ, path.parent)
+        if path.is_symlink() and not path.exists():
+            reason = (
+                "too many levels of symbolic links"
+                if exc.errno == errno.ELOOP
+                else ("dangling symbolic link")
+            )
+            return _whole_file(source, f"cannot read: {reason}")
+        return _whole_file(source, f"cannot read: {exc.strerror or type(exc).__name__}")
+    except UnicodeDecodeError as exc:
+        return _whole_file(source, f"not UTF-8 text (invalid byte at offset {exc.start})")
+    return _load_text(text, source, environ, path.parent, limits)
 
 
 def load_file(
-    path: str | Path, *, environ: Mapping[str, str] | None = None
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    limits: LoadLimits = DEFAULT_LIMITS,
 ) -> tuple[DesiredApp | None, list[LoadError]]:
     """Load one file: ``(app or None, errors)``."""
-    loaded = _load_path(Path(path), os.environ if environ is None else environ)
+    loaded = _load_path(Path(path), os.environ if environ is None else environ, limits)
     return loaded.app, loaded.errors
 
 
-def load_dir(directory: str | Path, *, environ: Mapping[str, str] | None = None) -> LoadResult:
+def _candidates(root: Path) -> list[Path]:
+    """Every ``*.yaml`` / ``*.yml`` entry that is not hidden and not a directory, by name.
+
+    Unreadable entries (symlink loops, dangling symlinks, FIFOs, no permission) are kept on
+    purpose: loading them gives an error that names them, instead of a silent skip.
+    """
+    out: list[Path] = []
+    for entry in root.iterdir():
+        if entry.suffix not in (".yaml", ".yml") or entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir():
+                continue
+        except OSError:  # is_dir() swallows most errors; whatever is left, report it
+            pass
+        out.append(entry)
+    return sorted(out)
+
+
+def load_dir(
+    directory: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    limits: LoadLimits = DEFAULT_LIMITS,
+) -> LoadResult:
     """Load every ``*.yaml`` / ``*.yml`` file of ``directory`` (not recursive, name order).
 
-    ``environ`` (default ``os.environ``) resolves ``${ENV:..}`` references.
+    ``environ`` (default ``os.environ``) resolves ``${ENV:..}`` references.  An entry that
+    cannot be read is an error naming it, never skipped.
     """
     env = os.environ if environ is None else environ
     root = Path(directory)
     if not root.is_dir():
         return LoadResult(errors=(LoadError(str(root), None, None, "", "not a directory"),))
-    paths = sorted(
-        p
-        for p in root.iterdir()
-        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
-    )
+    try:
+        paths = _candidates(root)
+    except OSError as exc:
+        message = f"cannot list: {exc.strerror or type(exc).__name__}"
+        return LoadResult(errors=(LoadError(str(root), None, None, "", message),))
     claims: dict[str, list[tuple[str, _Loaded]]] = {}
     errors: list[LoadError] = []
     for path in paths:
-        loaded = _load_path(path, env)
+        loaded = _load_path(path, env, limits)
         errors.extend(loaded.errors)
         if loaded.name is not None:
             claims.setdefault(loaded.name, []).append((str(path), loaded))

@@ -4,7 +4,8 @@ Two layers live here:
 
 * the **file models** (:class:`DesiredFile` and everything under it) mirror the YAML exactly:
   ``app``, ``defaults.config``, ``groups.<name>.{regions, config, update}``, ``prune``,
-  ``detect_only``, ``max_destroy``.  Every model forbids unknown keys.  ``config`` is Fly's
+  ``detect_only``, ``max_destroy``, ``max_create``.  Every model forbids unknown keys.
+  ``config`` is Fly's
   machine config, modelled in :mod:`controller.model.flyconfig` (with its ``x_passthrough``
   escape hatch for fields not modelled yet); its names are re-exported here.
 * the **resolved models** (:class:`DesiredApp`, :class:`DesiredGroup`) are what the planner
@@ -57,6 +58,7 @@ from controller.model.flyconfig import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_CREATE",
     "DEFAULT_MAX_DESTROY",
     "DEFAULT_MAX_UNAVAILABLE",
     "DEFAULT_WAIT_TIMEOUT_S",
@@ -104,6 +106,9 @@ __all__ = [
 DEFAULT_MAX_UNAVAILABLE = 0.33
 DEFAULT_WAIT_TIMEOUT_S = 300.0
 DEFAULT_MAX_DESTROY = 0.5
+#: Creates one plan may hold before it is refused: far above a normal rollout or a new region,
+#: far below a typo such as ``ams: 10000``.  Raise it in the file for a genuinely large app.
+DEFAULT_MAX_CREATE = 100
 
 
 def _seconds(value: object) -> object:
@@ -203,6 +208,8 @@ class DesiredFile(StrictModel):
     """Report drift, never change anything."""
     max_destroy: Annotated[float, Field(ge=0.0, le=1.0)] = DEFAULT_MAX_DESTROY
     """Refuse a plan destroying more than this fraction of the app's managed machines."""
+    max_create: Annotated[int, Field(ge=0)] = DEFAULT_MAX_CREATE
+    """Refuse a plan creating more than this many machines at once."""
 
 
 # ------------------------------------------------------------------------------ resolved models
@@ -231,6 +238,7 @@ class DesiredApp(StrictModel):
     prune: bool = False
     detect_only: bool = False
     max_destroy: float = DEFAULT_MAX_DESTROY
+    max_create: int = DEFAULT_MAX_CREATE
     source: str | None = None
     """The file it came from, for messages."""
 
@@ -338,6 +346,7 @@ def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
         prune=file.prune,
         detect_only=file.detect_only,
         max_destroy=file.max_destroy,
+        max_create=file.max_create,
         source=source,
     )
 

@@ -31,7 +31,8 @@ machine:
 
 **Safety** (never raised, reported as ``AppPlan.refused``; a refused plan must not be run):
 destroying more than ``max_destroy`` of the app's managed machines, or leaving none unless
-``allow_empty`` (which then lifts the budget: emptying the app was asked for).
+``allow_empty`` (which then lifts the budget: emptying the app was asked for), or creating
+more than ``max_create`` machines (a typo such as ``ams: 10000`` must not start 10,000 creates).
 **Suspicious list**: when ``previous_managed_count`` (last pass) is given and the managed
 machines listed now are fewer than half of it (an empty list included), a plan creating more
 than ``relist_threshold`` machines (default 0: any create) sets ``needs_relist``; the executor
@@ -470,6 +471,11 @@ def _as_drift(action: Create | Update | Destroy) -> DriftReport:
 def _refusal(
     desired: DesiredApp, managed: int, creates: int, destroys: int, allow_empty: bool
 ) -> Refused | None:
+    if creates > desired.max_create:
+        return Refused(
+            f"would create {creates} machines of {desired.app}, more than max_create "
+            f"{desired.max_create}; raise max_create in the file to allow it"
+        )
     if not destroys:
         return None
     if managed - destroys + creates <= 0:

@@ -388,4 +388,4 @@ def test_recursive_aliases_are_rejected() -> None:
     """A self-referencing YAML alias is an error, not a hang or a crash."""
     (error,) = _errors("app: a\nx: &x [*x]\n")
     assert error.startswith("desired_state/web.yaml:2:")
-    assert "nests too deeply" in error
+    assert "nests deeper than 64 levels" in error

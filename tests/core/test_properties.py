@@ -8,13 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.core import errors as e
-from controller.core.retry import (
-    classify,
-    classify_response,
-    error_from_response,
-    parse_lease_holder,
-)
+from controller.core.retry import classify
 from controller.flyapi.envelope import parse_error_envelope
+from controller.flyapi.errors import classify_response, error_from_response, parse_lease_holder
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

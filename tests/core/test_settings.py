@@ -141,3 +141,47 @@ def test_rates_and_timeouts_must_be_positive(field: str) -> None:
     """Zero rates or timeouts are refused."""
     with pytest.raises(ValidationError):
         Settings(_env_file=None, **{field: 0})
+
+
+# ------------------------------------------------------------------ token whitespace (issue 14)
+
+
+def test_token_whitespace_around_is_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token pasted with its trailing newline works (it used to end in LocalProtocolError)."""
+    monkeypatch.setenv("FLY_API_TOKEN", f"  {TOKEN}\n")
+    s = Settings(_env_file=None)
+    assert s.api_token is not None
+    assert s.api_token.get_secret_value() == TOKEN
+
+
+def test_flyv1_macaroon_form_keeps_its_one_space() -> None:
+    """``fly tokens create`` prints ``FlyV1 fm2_...``: that space is part of the token."""
+    s = Settings(_env_file=None, api_token=f"FlyV1 fm2_{TOKEN},fm2_more\n")
+    assert s.api_token is not None
+    assert s.api_token.get_secret_value() == f"FlyV1 fm2_{TOKEN},fm2_more"
+
+
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [
+        (f"{TOKEN[:10]} {TOKEN[10:]}", "whitespace (U+0020)"),
+        (f"{TOKEN[:10]}\n{TOKEN[10:]}", "whitespace (U+000A)"),
+        (f"{TOKEN[:10]}\x00{TOKEN[10:]}", "a control character (U+0000)"),
+    ],
+)
+def test_inner_whitespace_or_control_characters_are_refused(token: str, kind: str) -> None:
+    """Refused at start-up with the reason, and the token is never shown, even in str(exc)."""
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, api_token=token)
+    assert f"FLY_API_TOKEN holds {kind} inside the token" in str(info.value)
+    assert TOKEN[:10] not in str(info.value)
+    assert TOKEN[10:] not in str(info.value)
+
+
+def test_token_file_with_inner_newline_is_refused(tmp_path: Path) -> None:
+    """Two lines in a token file name the file, not the token."""
+    path = tmp_path / "token"
+    path.write_text(f"{TOKEN}\n{TOKEN}\n")
+    with pytest.raises(ValidationError, match=r"token file .* holds whitespace") as info:
+        Settings(_env_file=None, api_token_file=path)
+    assert TOKEN not in str(info.value)

@@ -156,3 +156,35 @@ async def test_watchdog_pings_only_while_the_loop_makes_progress(desired: Path) 
         assert notifier.sent.count("WATCHDOG=1") == pings, "no pings while stuck"
         assert any(s.startswith("STATUS=running: 1 app(s)") for s in notifier.sent)
     assert "STOPPING=1" in notifier.sent
+
+
+async def test_a_hung_api_call_does_not_flap_healthz_with_a_short_interval(
+    desired: Path,
+) -> None:
+    """Issue 14: with ``--interval 5`` the limit (15 s) is shorter than one request timeout.
+    A list that hangs 40 s keeps /healthz at 200, because the limit covers a call in progress
+    (its request deadline plus a retry sleep); once it answers the pass completes."""
+    async with daemon_world(desired, interval=5) as w:
+        await w.until(lambda: w.daemon.passes >= 1)
+        w.emulator.add_fault({"method": "GET", "path": r"/machines$", "latency": 40.0})
+        passes = w.daemon.passes
+        w.daemon.request_reload()
+        await w.until(lambda: w.daemon.executor.client.calls_in_progress > 0)
+        hung_at = w.clock.monotonic()
+        seen: list[bool] = []
+        while w.daemon.passes == passes:
+            seen.append(w.daemon.liveness().ok)
+            await w.clock.sleep(0.5)
+        assert w.clock.monotonic() - hung_at >= 39.0, "the call really hung past 3 x interval"
+        assert all(seen), "healthy throughout the hung call"
+        check = w.daemon.liveness()
+        assert check.ok
+
+
+async def test_a_stuck_loop_without_a_call_in_progress_still_fails(desired: Path) -> None:
+    """The stretch applies only while an API call is in progress."""
+    stall = stall_after(1)
+    async with daemon_world(desired, interval=5, reconcile=stall) as w:
+        await w.until(lambda: stall.calls >= 2)
+        await w.until(lambda: not w.daemon.liveness().ok, within=30)
+        assert w.daemon.executor.client.calls_in_progress == 0

@@ -41,7 +41,7 @@ def test_lease_shape() -> None:
         (b"", None, ""),
         (b"   ", "application/json", ""),
         (b"Bad Gateway", "text/plain", "Bad Gateway"),
-        (b"<html><body>502</body></html>", "text/html", "<html><body>502</body></html>"),
+        (b"<html><body>502</body></html>", "text/html", "502"),  # HTML: readable text
         (b'{"error": "unterminated', "application/json", '{"error": "unterminated'),
         (b'"just a string"', "application/json", "just a string"),
         (b"[1, 2, 3]", "application/json", "[1, 2, 3]"),

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.core import errors as e
-from controller.core.retry import classify_response, error_from_response, parse_lease_holder
 from controller.flyapi.envelope import parse_error_envelope
+from controller.flyapi.errors import classify_response, error_from_response, parse_lease_holder
 
 MACHINE = "/v1/apps/acme/machines/3d8d413b29d089"
 LEASE = MACHINE + "/lease"
