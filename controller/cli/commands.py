@@ -19,6 +19,7 @@ from pydantic import SecretStr, ValidationError
 
 from controller import __version__
 from controller.cli.run import add_run_parser, cmd_run
+from controller.cli.targeting import add_targeting_arguments, targeted
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
 from controller.execution.reconciler import list_live
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
     plan_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
+    add_targeting_arguments(plan_cmd, prune=True)
     plan_cmd.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
     apply_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
+    add_targeting_arguments(apply_cmd, prune=False)
     apply_cmd.add_argument("--yes", action="store_true", help="apply without asking")
     apply_cmd.add_argument(
         "--prune",
@@ -253,7 +256,7 @@ def _selected(loaded: LoadResult, names: Sequence[str] | None) -> list[DesiredAp
 
 
 async def _plan_apps(
-    apps: Sequence[DesiredApp], *, embedded: bool
+    apps: Sequence[DesiredApp], *, embedded: bool, prune: bool | None = None
 ) -> tuple[list[AppPlan], list[str]]:
     plans: list[AppPlan] = []
     failures: list[str] = []
@@ -264,14 +267,14 @@ async def _plan_apps(
             except FlyAPIError as exc:
                 failures.append(f"{desired.app}: {exc}")
                 continue
-            plans.append(plan(desired, live))
+            plans.append(plan(desired, live, prune=prune))
     return plans, failures
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     loaded = _load(args.dir)
-    apps = _selected(loaded, args.app)
-    plans, failures = anyio.run(lambda: _plan_apps(apps, embedded=args.embedded))
+    apps = targeted(_selected(loaded, args.app), args)
+    plans, failures = anyio.run(lambda: _plan_apps(apps, embedded=args.embedded, prune=args.prune))
     if args.output == "json":
         sys.stdout.write(to_json(plans))
     else:
@@ -307,7 +310,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
     loaded = _load(args.dir)
-    apps = _selected(loaded, args.app)
+    apps = targeted(_selected(loaded, args.app), args)
     blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
     reporter = Reporter(redact=REDACTOR.redact)
 

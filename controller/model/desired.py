@@ -203,6 +203,8 @@ class DesiredFile(StrictModel):
     """Report drift, never change anything."""
     max_destroy: Annotated[float, Field(ge=0.0, le=1.0)] = DEFAULT_MAX_DESTROY
     """Refuse a plan destroying more than this fraction of the app's managed machines."""
+    paused: bool = False
+    """Plan and change nothing for this app (an operator is fixing it by hand)."""
 
 
 # ------------------------------------------------------------------------------ resolved models
@@ -233,6 +235,11 @@ class DesiredApp(StrictModel):
     max_destroy: float = DEFAULT_MAX_DESTROY
     source: str | None = None
     """The file it came from, for messages."""
+    paused: str | None = None
+    """Why nothing may be planned for this app now (``paused: true`` in the file, a
+    ``paused/<app>`` marker, ``--pause-app``), or None when it is not paused."""
+    only_groups: tuple[str, ...] | None = None
+    """Targeting (``--group``): only these groups' actions are planned; None: every group."""
 
     def group(self, name: str) -> DesiredGroup | None:
         """The group called ``name``, or None."""
@@ -339,6 +346,7 @@ def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
         detect_only=file.detect_only,
         max_destroy=file.max_destroy,
         source=source,
+        paused="paused: true in the file" if file.paused else None,
     )
 
 

@@ -1,0 +1,114 @@
+"""Operating a real fleet, as a user runs it (CLI subprocesses against a served emulator):
+``--group`` targeting and ``plan --prune``, pausing, saved plans, and adopting machines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import EmulatorProcess, control, run_cli
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
+FAST = {"boot_seconds": 0.1, "stop_seconds": 0.05, "checks_pass_seconds": 0.1}
+
+
+@pytest.fixture
+def desired(tmp_path: Path) -> Path:
+    """A copy of the shipped examples (acme-web: web 5 + admin 1; acme-jobs: worker 3)."""
+    target = tmp_path / "desired"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+@pytest.fixture
+def url(start_emulator: EmulatorProcess) -> str:
+    served, _ = start_emulator()
+    control(served, "PATCH", "/behaviour", FAST)
+    control(served, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
+    return served
+
+
+def live(url: str, app: str) -> list[dict[str, Any]]:
+    state = control(url, "GET", "/state")
+    return [m for m in state["machines"] if m["app"] == app and m["state"] != "destroyed"]
+
+
+def groups_of(url: str, app: str) -> list[str]:
+    return sorted(m["config"]["metadata"].get("reconciler/group", "-") for m in live(url, app))
+
+
+def writes(url: str) -> list[dict[str, Any]]:
+    return [e for e in control(url, "GET", "/requests") if e["method"] != "GET"]
+
+
+# ------------------------------------------------------------------------------ targeting
+
+
+def test_group_targeting_applies_one_group_and_leaves_the_others(desired: Path, url: str) -> None:
+    """apply --group admin creates only admin; plan --group shows each group's own changes."""
+    result = run_cli(
+        "apply", str(desired), "--yes", "--app", "acme-web", "--group", "admin", url=url
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert groups_of(url, "acme-web") == ["admin"]
+
+    admin = run_cli(
+        "plan",
+        str(desired),
+        "--app",
+        "acme-web",
+        "--group",
+        "admin",
+        "--detailed-exitcode",
+        url=url,
+    )
+    assert admin.returncode == 0, admin.stdout + admin.stderr
+    web = run_cli(
+        "plan", str(desired), "--group", "web", "--output", "json", "--detailed-exitcode", url=url
+    )
+    assert web.returncode == 2, web.stderr
+    document = json.loads(web.stdout)
+    assert {r["group"] for r in document["machines"] if r["action"] == "create"} == {"web"}
+    assert document["summary"]["create"] == 5  # acme-jobs declares no web group: nothing
+
+    typo = run_cli("plan", str(desired), "--group", "wbe", url=url)
+    assert typo.returncode == 1
+    assert "wbe" in typo.stderr
+
+
+def test_plan_prune_previews_apply_prune_and_targeting_never_prunes_others(
+    desired: Path, url: str
+) -> None:
+    """admin leaves the file: plan keeps it as an orphan, plan --prune shows its destroy;
+    apply --prune --group web never destroys it; apply --prune does."""
+    assert run_cli("apply", str(desired), "--yes", "--app", "acme-web", url=url).returncode == 0
+    web = desired / "acme-web.yaml"
+    text = web.read_text()
+    web.write_text(text[: text.index("  admin:")] + text[text.index("prune: false") :])
+
+    kept = run_cli("plan", str(desired), "--app", "acme-web", url=url)
+    assert "orphaned managed machines" in kept.stdout
+    assert "- destroy" not in kept.stdout
+    preview = run_cli("plan", str(desired), "--app", "acme-web", "--prune", url=url)
+    assert preview.returncode == 0, preview.stderr
+    assert "- destroy" in preview.stdout
+    assert "group admin" in preview.stdout
+    assert "Plan: 0 to create, 0 to update, 1 to destroy." in preview.stdout
+
+    control(url, "DELETE", "/requests")
+    targeted = run_cli(
+        "apply", str(desired), "--yes", "--app", "acme-web", "--prune", "--group", "web", url=url
+    )
+    assert targeted.returncode == 0, targeted.stdout + targeted.stderr
+    assert "admin" in groups_of(url, "acme-web")
+    assert not [e for e in writes(url) if e["method"] == "DELETE"]
+
+    pruned = run_cli("apply", str(desired), "--yes", "--app", "acme-web", "--prune", url=url)
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert "admin" not in groups_of(url, "acme-web")
