@@ -112,3 +112,37 @@ def test_plan_prune_previews_apply_prune_and_targeting_never_prunes_others(
     pruned = run_cli("apply", str(desired), "--yes", "--app", "acme-web", "--prune", url=url)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert "admin" not in groups_of(url, "acme-web")
+
+
+# ------------------------------------------------------------------------------ pausing
+
+
+def test_a_paused_app_is_shown_and_skipped_by_plan_and_apply(desired: Path, url: str) -> None:
+    """paused/acme-jobs marker: plan says PAUSED and plans nothing; apply writes nothing;
+    paused: true in the file does the same."""
+    assert run_cli("apply", str(desired), "--yes", "--app", "acme-jobs", url=url).returncode == 0
+    jobs = desired / "acme-jobs.yaml"
+    jobs.write_text(jobs.read_text().replace("acme-jobs:2025.01.3", "acme-jobs:2025.02.0"))
+    (desired / "paused").mkdir()
+    (desired / "paused" / "acme-jobs").write_text("bob: debugging a stuck worker\n")
+
+    shown = run_cli("plan", str(desired), "--app", "acme-jobs", "--detailed-exitcode", url=url)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "PAUSED (marker " in shown.stdout
+    as_json = run_cli("plan", str(desired), "--app", "acme-jobs", "--output", "json", url=url)
+    [entry] = json.loads(as_json.stdout)["apps"]
+    assert entry["paused"].startswith("marker ")
+
+    control(url, "DELETE", "/requests")
+    applied = run_cli("apply", str(desired), "--yes", "--app", "acme-jobs", url=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert writes(url) == []
+    assert {m["config"]["image"] for m in live(url, "acme-jobs")} == {
+        "registry.fly.io/acme-jobs:2025.01.3"
+    }
+
+    (desired / "paused" / "acme-jobs").unlink()
+    jobs.write_text(jobs.read_text() + "paused: true\n")
+    in_file = run_cli("plan", str(desired), "--app", "acme-jobs", url=url)
+    assert "PAUSED (paused: true in the file)" in in_file.stdout
+    assert "No changes." in in_file.stdout
