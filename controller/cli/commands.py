@@ -25,6 +25,7 @@ from controller.core.errors import ConfigError, FlyAPIError
 from controller.execution.reconciler import list_live
 from controller.flyapi import MachinesClient
 from controller.loading.loader import LoadResult, load_dir
+from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.observability.logging import Redactor, configure_logging
 from controller.planning.normalize import sensitive_values
@@ -47,7 +48,8 @@ exit codes:
   apply      0 converged; 1 error (bad settings, auth, API failure, bad request);
              3 partial (capacity, quota, volume, halted rollout, or an app whose file
              is broken while the others applied); 4 refused by a safety budget, or
-             leases still held by someone else after --lease-wait
+             leases still held by someone else after --lease-wait, or (--plan) a
+             machine, the desired files or a secret changed since the saved plan
   emulator   0 stopped cleanly; 1 bad arguments
   (argparse usage errors exit 2)
 
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.add_argument("--output", choices=["text", "json"], default="text")
     plan_cmd.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="also save the plan (JSON, no secrets) for apply --plan FILE",
+    )
+    plan_cmd.add_argument(
         "--embedded",
         action="store_true",
         help="plan against the in-process emulator seeded with a drifted fleet (no token)",
@@ -114,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
     add_targeting_arguments(apply_cmd, prune=False)
     apply_cmd.add_argument("--yes", action="store_true", help="apply without asking")
+    apply_cmd.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="apply exactly this saved plan (plan --out); exit 4 if anything changed since",
+    )
     apply_cmd.add_argument(
         "--prune",
         action="store_true",
@@ -256,8 +270,13 @@ def _selected(loaded: LoadResult, names: Sequence[str] | None) -> list[DesiredAp
 
 
 async def _plan_apps(
-    apps: Sequence[DesiredApp], *, embedded: bool, prune: bool | None = None
+    apps: Sequence[DesiredApp],
+    *,
+    embedded: bool,
+    prune: bool | None = None,
+    lives: dict[str, tuple[LiveMachine, ...]] | None = None,
 ) -> tuple[list[AppPlan], list[str]]:
+    """Plan every app; ``lives`` (when given) receives each app's live machines."""
     plans: list[AppPlan] = []
     failures: list[str] = []
     async with _client(apps, embedded=embedded) as client:
@@ -268,13 +287,23 @@ async def _plan_apps(
                 failures.append(f"{desired.app}: {exc}")
                 continue
             plans.append(plan(desired, live, prune=prune))
+            if lives is not None:
+                lives[desired.app] = live
     return plans, failures
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     loaded = _load(args.dir)
     apps = targeted(_selected(loaded, args.app), args)
-    plans, failures = anyio.run(lambda: _plan_apps(apps, embedded=args.embedded, prune=args.prune))
+    lives: dict[str, tuple[LiveMachine, ...]] = {}
+    plans, failures = anyio.run(
+        lambda: _plan_apps(apps, embedded=args.embedded, prune=args.prune, lives=lives)
+    )
+    if args.out is not None and not failures:  # a plan missing an app is not saved
+        from controller.cli.planfile import write_plan
+
+        by_app = {a.app: a for a in apps}
+        write_plan(args.out, [(by_app[p.app], p, lives[p.app]) for p in plans], prune=args.prune)
     if args.output == "json":
         sys.stdout.write(to_json(plans))
     else:
@@ -309,6 +338,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
+    if args.plan is not None:
+        return _cmd_apply_saved(args)
     loaded = _load(args.dir)
     apps = targeted(_selected(loaded, args.app), args)
     blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
@@ -338,6 +369,25 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         return exit_code(report.results, blocked_apps=blocked)
 
     return anyio.run(run)
+
+
+def _cmd_apply_saved(args: argparse.Namespace) -> int:
+    """``apply --plan FILE``: apps, groups and --prune come from the file."""
+    from controller.cli.planfile import apply_saved
+
+    if args.app or args.group or args.prune is not None or args.allow_empty:
+        raise ConfigError(
+            "--plan applies the saved plan's apps, groups and --prune/--allow-empty; "
+            "do not pass --app, --group, --prune or --allow-empty with it"
+        )
+    return apply_saved(
+        args.plan,
+        loaded=_load(args.dir),
+        directory=args.dir,
+        client=lambda apps: _client(apps, embedded=args.embedded),
+        lease_wait=args.lease_wait,
+        redact=REDACTOR.redact,
+    )
 
 
 # ---------------------------------------------------------------------------------- emulator

@@ -146,3 +146,82 @@ def test_a_paused_app_is_shown_and_skipped_by_plan_and_apply(desired: Path, url:
     in_file = run_cli("plan", str(desired), "--app", "acme-jobs", url=url)
     assert "PAUSED (paused: true in the file)" in in_file.stdout
     assert "No changes." in in_file.stdout
+
+
+# ------------------------------------------------------------------------------ saved plans
+
+QUEUE = "redis://:s3cr3t-queue-pass@queue.internal:6379/0"
+
+
+def test_saved_plan_refuses_a_moved_machine_then_applies_a_fresh_one(
+    desired: Path, url: str, tmp_path: Path
+) -> None:
+    """plan --out; someone bumps one machine; apply --plan refuses (exit 4) naming it and writes
+    nothing; plan --out again; apply --plan converges.  The secret never reaches the file."""
+    env = {"ACME_QUEUE_URL": QUEUE}
+    first = run_cli("apply", str(desired), "--yes", "--app", "acme-jobs", url=url, **env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    jobs = desired / "acme-jobs.yaml"
+    jobs.write_text(jobs.read_text().replace("acme-jobs:2025.01.3", "acme-jobs:2025.02.0"))
+    saved = tmp_path / "jobs.plan.json"
+    made = run_cli("plan", str(desired), "--app", "acme-jobs", "--out", str(saved), url=url, **env)
+    assert made.returncode == 0, made.stderr
+    text = saved.read_text()
+    assert QUEUE not in text
+    assert "s3cr3t" not in text
+    document = json.loads(text)
+    assert {a["action"] for a in document["apps"][0]["actions"]} == {"update"}
+
+    victim = live(url, "acme-jobs")[0]["id"]
+    control(
+        url,
+        "POST",
+        "/external-writers",
+        {"kind": "bump_version", "app": "acme-jobs", "machine_id": victim},
+    )
+    control(url, "DELETE", "/requests")
+    refused = run_cli("apply", str(desired), "--plan", str(saved), url=url, **env)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert f"machine {victim}" in refused.stderr
+    assert "changed since the plan" in refused.stderr
+    assert writes(url) == []
+
+    again = run_cli("plan", str(desired), "--app", "acme-jobs", "--out", str(saved), url=url, **env)
+    assert again.returncode == 0, again.stderr
+    applied = run_cli("apply", str(desired), "--plan", str(saved), url=url, **env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert {m["config"]["image"] for m in live(url, "acme-jobs")} == {
+        "registry.fly.io/acme-jobs:2025.02.0"
+    }
+    assert (
+        run_cli(
+            "plan", str(desired), "--app", "acme-jobs", "--detailed-exitcode", url=url, **env
+        ).returncode
+        == 0
+    )
+
+
+def test_saved_plan_refuses_a_changed_secret_or_file_naming_the_app(
+    desired: Path, url: str, tmp_path: Path
+) -> None:
+    saved = tmp_path / "plan.json"
+    env = {"ACME_QUEUE_URL": QUEUE}
+    made = run_cli("plan", str(desired), "--app", "acme-jobs", "--out", str(saved), url=url, **env)
+    assert made.returncode == 0, made.stderr
+    rotated = run_cli(
+        "apply", str(desired), "--plan", str(saved), url=url, ACME_QUEUE_URL=QUEUE + "-rotated"
+    )
+    assert rotated.returncode == 4, rotated.stdout + rotated.stderr
+    assert "sensitive value of app acme-jobs" in rotated.stderr
+    assert QUEUE not in rotated.stderr
+
+    jobs = desired / "acme-jobs.yaml"
+    jobs.write_text(jobs.read_text().replace("acme-jobs:2025.01.3", "acme-jobs:2025.02.0"))
+    edited = run_cli("apply", str(desired), "--plan", str(saved), url=url, **env)
+    assert edited.returncode == 4
+    assert "desired state of app acme-jobs changed" in edited.stderr
+    assert writes(url) == []
+
+    mixed = run_cli("apply", str(desired), "--plan", str(saved), "--app", "acme-web", url=url)
+    assert mixed.returncode == 1
+    assert "--plan" in mixed.stderr
