@@ -8,6 +8,7 @@ a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -18,6 +19,7 @@ import anyio
 from pydantic import SecretStr, ValidationError
 
 from controller import __version__
+from controller.cli.adopt import add_adopt_parser, adoptable_lines, adoptable_records
 from controller.cli.run import add_run_parser, cmd_run
 from controller.cli.targeting import add_targeting_arguments, targeted
 from controller.clock import SystemClock
@@ -28,9 +30,10 @@ from controller.loading.loader import LoadResult, load_dir
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.observability.logging import Redactor, configure_logging
+from controller.planning.adopt import match
 from controller.planning.normalize import sensitive_values
 from controller.planning.plan import AppPlan, plan
-from controller.planning.render import render, to_json
+from controller.planning.render import render, to_document
 from controller.settings import Settings
 
 EXIT_OK = 0
@@ -50,6 +53,8 @@ exit codes:
              is broken while the others applied); 4 refused by a safety budget, or
              leases still held by someone else after --lease-wait, or (--plan) a
              machine, the desired files or a secret changed since the saved plan
+  adopt      0 adopted (or nothing to adopt); 1 error or no confirmation;
+             4 a machine changed since listed, or its lease stayed held
   emulator   0 stopped cleanly; 1 bad arguments
   (argparse usage errors exit 2)
 
@@ -110,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan against the in-process emulator seeded with a drifted fleet (no token)",
     )
     add_run_parser(sub)
+    add_adopt_parser(sub, DEFAULT_DIR)
 
     apply_cmd = sub.add_parser(
         "apply",
@@ -185,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_emulator(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "adopt":
+            return _cmd_adopt(args)
         from controller.cli.demo import run_demo  # args.command == "demo" (argparse enforces it)
 
         return run_demo()
@@ -304,10 +312,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         by_app = {a.app: a for a in apps}
         write_plan(args.out, [(by_app[p.app], p, lives[p.app]) for p in plans], prune=args.prune)
+    by_name = {a.app: a for a in apps}
+    adoptable = [match(by_name[p.app], lives[p.app]) for p in plans if p.unmanaged]
     if args.output == "json":
-        sys.stdout.write(to_json(plans))
+        document = to_document(plans)
+        document["adoptable"] = adoptable_records(adoptable)
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(render(plans))
+        for line in adoptable_lines(adoptable, str(args.dir)):
+            print(line)
     for failure in failures:
         _error(failure)
     blocked = [a for a in loaded.blocked if not args.app or a in args.app]
@@ -369,6 +383,21 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         return exit_code(report.results, blocked_apps=blocked)
 
     return anyio.run(run)
+
+
+def _cmd_adopt(args: argparse.Namespace) -> int:
+    from controller.cli.adopt import adopt
+
+    loaded = _load(args.dir)
+    if args.app in loaded.blocked:
+        raise ConfigError(f"the desired-state file of app {args.app} is invalid")
+    [desired] = _selected(loaded, [args.app])
+    return adopt(
+        args,
+        desired,
+        client=lambda apps: _client(apps, embedded=args.embedded),
+        redact=REDACTOR.redact,
+    )
 
 
 def _cmd_apply_saved(args: argparse.Namespace) -> int:

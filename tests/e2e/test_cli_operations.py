@@ -225,3 +225,62 @@ def test_saved_plan_refuses_a_changed_secret_or_file_naming_the_app(
     mixed = run_cli("apply", str(desired), "--plan", str(saved), "--app", "acme-web", url=url)
     assert mixed.returncode == 1
     assert "--plan" in mixed.stderr
+
+
+# ------------------------------------------------------------------------------ adopting
+
+
+def test_adopt_takes_over_what_fly_deploy_made_under_a_lease(desired: Path, url: str) -> None:
+    """Two machines fly deploy made in iad (one acme-jobs, one database): plan lists the first
+    as adoptable; adopt off a terminal needs --yes; adopt --yes writes the slot metadata with
+    current_version and the lease nonce; the database is never touched."""
+    image = {"image": "registry.fly.io/acme-jobs:2025.01.3", "env": {"LOG_LEVEL": "warn"}}
+    seeded = control(
+        url,
+        "POST",
+        "/seed",
+        {
+            "machines": [
+                {"app": "acme-jobs", "region": "iad", "config": image},
+                {"app": "acme-jobs", "region": "iad", "config": {"image": "flyio/postgres:16"}},
+            ]
+        },
+    )
+    worker, database = (m["id"] for m in seeded["machines"])
+    listed = run_cli("plan", str(desired), "--app", "acme-jobs", url=url)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        f"unmanaged machine {worker} (region iad) can be adopted as worker-iad-0" in listed.stdout
+    )
+    assert database not in listed.stdout.split("unmanaged machines")[0]
+    as_json = run_cli("plan", str(desired), "--app", "acme-jobs", "--output", "json", url=url)
+    [record] = json.loads(as_json.stdout)["adoptable"]
+    assert (record["machine_id"], record["slot"]) == (worker, "worker-iad-0")
+
+    control(url, "DELETE", "/requests")
+    asked = run_cli("adopt", str(desired), "--app", "acme-jobs", url=url)
+    assert asked.returncode == 1
+    assert "--yes" in asked.stderr
+    assert writes(url) == []
+
+    adopted = run_cli("adopt", str(desired), "--app", "acme-jobs", "--yes", url=url)
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert f"{worker} adopted as worker-iad-0" in adopted.stdout
+    assert "the next apply then changes" in adopted.stdout
+    machines = {m["id"]: m for m in live(url, "acme-jobs")}
+    metadata = machines[worker]["config"]["metadata"]
+    assert metadata["reconciler/managed"] == "true"
+    assert metadata["reconciler/slot"] == "worker-iad-0"
+    assert metadata["reconciler/group"] == "worker"
+    assert "reconciler/managed" not in (machines[database]["config"].get("metadata") or {})
+    updates = [e for e in writes(url) if e["method"] == "POST" and e["path"].endswith(worker)]
+    [update] = updates
+    assert update["body"]["current_version"]
+    assert "fly-machine-lease-nonce" in update["headers_present"]
+    state = control(url, "GET", "/state")
+    assert not [m for m in state["machines"] if m.get("lease") and m["id"] == worker]
+
+    after = run_cli("plan", str(desired), "--app", "acme-jobs", url=url)
+    assert f"~ update {worker} worker-iad-0" in after.stdout
+    assert "Plan: 2 to create, 1 to update, 0 to destroy." in after.stdout
+    assert "can be adopted" not in after.stdout
