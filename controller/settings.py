@@ -324,6 +324,11 @@ class DaemonSettings(Settings):
         default="auto", description="auto: readable lines on a terminal, JSON lines otherwise."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    paused_apps: tuple[str, ...] = Field(
+        default=(),
+        description="Apps the daemon leaves alone (--pause-app; a paused/<app> marker file in "
+        "the desired-state directory does the same without a restart).",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -18,17 +19,21 @@ import anyio
 from pydantic import SecretStr, ValidationError
 
 from controller import __version__
+from controller.cli.adopt import add_adopt_parser, adoptable_lines, adoptable_records
 from controller.cli.run import add_run_parser, cmd_run
+from controller.cli.targeting import add_targeting_arguments, targeted
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
 from controller.execution.reconciler import list_live
 from controller.flyapi import MachinesClient
 from controller.loading.loader import LoadResult, load_dir
+from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.observability.logging import Redactor, configure_logging
+from controller.planning.adopt import match
 from controller.planning.normalize import sensitive_values
 from controller.planning.plan import AppPlan, plan
-from controller.planning.render import render, to_json
+from controller.planning.render import render, to_document
 from controller.settings import Settings
 
 EXIT_OK = 0
@@ -46,7 +51,10 @@ exit codes:
   apply      0 converged; 1 error (bad settings, auth, API failure, bad request);
              3 partial (capacity, quota, volume, halted rollout, or an app whose file
              is broken while the others applied); 4 refused by a safety budget, or
-             leases still held by someone else after --lease-wait
+             leases still held by someone else after --lease-wait, or (--plan) a
+             machine, the desired files or a secret changed since the saved plan
+  adopt      0 adopted (or nothing to adopt); 1 error or no confirmation;
+             4 a machine changed since listed, or its lease stayed held
   emulator   0 stopped cleanly; 1 bad arguments
   (argparse usage errors exit 2)
 
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
     plan_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
+    add_targeting_arguments(plan_cmd, prune=True)
     plan_cmd.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -95,11 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.add_argument("--output", choices=["text", "json"], default="text")
     plan_cmd.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="also save the plan (JSON, no secrets) for apply --plan FILE",
+    )
+    plan_cmd.add_argument(
         "--embedded",
         action="store_true",
         help="plan against the in-process emulator seeded with a drifted fleet (no token)",
     )
     add_run_parser(sub)
+    add_adopt_parser(sub, DEFAULT_DIR)
 
     apply_cmd = sub.add_parser(
         "apply",
@@ -110,7 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
     apply_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
+    add_targeting_arguments(apply_cmd, prune=False)
     apply_cmd.add_argument("--yes", action="store_true", help="apply without asking")
+    apply_cmd.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="apply exactly this saved plan (plan --out); exit 4 if anything changed since",
+    )
     apply_cmd.add_argument(
         "--prune",
         action="store_true",
@@ -168,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_emulator(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "adopt":
+            return _cmd_adopt(args)
         from controller.cli.demo import run_demo  # args.command == "demo" (argparse enforces it)
 
         return run_demo()
@@ -260,8 +285,13 @@ def _selected(loaded: LoadResult, names: Sequence[str] | None) -> list[DesiredAp
 
 
 async def _plan_apps(
-    apps: Sequence[DesiredApp], *, embedded: bool
+    apps: Sequence[DesiredApp],
+    *,
+    embedded: bool,
+    prune: bool | None = None,
+    lives: dict[str, tuple[LiveMachine, ...]] | None = None,
 ) -> tuple[list[AppPlan], list[str]]:
+    """Plan every app; ``lives`` (when given) receives each app's live machines."""
     plans: list[AppPlan] = []
     failures: list[str] = []
     async with _client(apps, embedded=embedded) as client:
@@ -271,18 +301,34 @@ async def _plan_apps(
             except FlyAPIError as exc:
                 failures.append(f"{desired.app}: {exc}")
                 continue
-            plans.append(plan(desired, live))
+            plans.append(plan(desired, live, prune=prune))
+            if lives is not None:
+                lives[desired.app] = live
     return plans, failures
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     loaded = _load(args.dir)
-    apps = _selected(loaded, args.app)
-    plans, failures = anyio.run(lambda: _plan_apps(apps, embedded=args.embedded))
+    apps = targeted(_selected(loaded, args.app), args)
+    lives: dict[str, tuple[LiveMachine, ...]] = {}
+    plans, failures = anyio.run(
+        lambda: _plan_apps(apps, embedded=args.embedded, prune=args.prune, lives=lives)
+    )
+    if args.out is not None and not failures:  # a plan missing an app is not saved
+        from controller.cli.planfile import write_plan
+
+        by_app = {a.app: a for a in apps}
+        write_plan(args.out, [(by_app[p.app], p, lives[p.app]) for p in plans], prune=args.prune)
+    by_name = {a.app: a for a in apps}
+    adoptable = [match(by_name[p.app], lives[p.app]) for p in plans if p.unmanaged]
     if args.output == "json":
-        sys.stdout.write(to_json(plans))
+        document = to_document(plans)
+        document["adoptable"] = adoptable_records(adoptable)
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(render(plans))
+        for line in adoptable_lines(adoptable, str(args.dir)):
+            print(line)
     for failure in failures:
         _error(failure)
     blocked = [a for a in loaded.blocked if not args.app or a in args.app]
@@ -313,8 +359,10 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
+    if args.plan is not None:
+        return _cmd_apply_saved(args)
     loaded = _load(args.dir)
-    apps = _selected(loaded, args.app)
+    apps = targeted(_selected(loaded, args.app), args)
     blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
     if not args.app:  # a file whose app is unknown may hold any app: never "converged"
         blocked += unnamed_bad_files(loaded)
@@ -344,6 +392,40 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         return exit_code(report.results, blocked_apps=blocked)
 
     return anyio.run(run)
+
+
+def _cmd_adopt(args: argparse.Namespace) -> int:
+    from controller.cli.adopt import adopt
+
+    loaded = _load(args.dir)
+    if args.app in loaded.blocked:
+        raise ConfigError(f"the desired-state file of app {args.app} is invalid")
+    [desired] = _selected(loaded, [args.app])
+    return adopt(
+        args,
+        desired,
+        client=lambda apps: _client(apps, embedded=args.embedded),
+        redact=REDACTOR.redact,
+    )
+
+
+def _cmd_apply_saved(args: argparse.Namespace) -> int:
+    """``apply --plan FILE``: apps, groups and --prune come from the file."""
+    from controller.cli.planfile import apply_saved
+
+    if args.app or args.group or args.prune is not None or args.allow_empty:
+        raise ConfigError(
+            "--plan applies the saved plan's apps, groups and --prune/--allow-empty; "
+            "do not pass --app, --group, --prune or --allow-empty with it"
+        )
+    return apply_saved(
+        args.plan,
+        loaded=_load(args.dir),
+        directory=args.dir,
+        client=lambda apps: _client(apps, embedded=args.embedded),
+        lease_wait=args.lease_wait,
+        redact=REDACTOR.redact,
+    )
 
 
 # ---------------------------------------------------------------------------------- emulator

@@ -71,6 +71,7 @@ _FLAGS = {
     "log_format": "log_format",
     "run_log_level": "log_level",
     "watch": "watch",
+    "pause_app": "paused_apps",
 }
 
 
@@ -107,6 +108,12 @@ def add_run_parser(subparsers: Any) -> None:
         action="store_false",
         default=None,
         help="do not watch DIR for changes (reconcile on the interval and SIGHUP only)",
+    )
+    run.add_argument(
+        "--pause-app",
+        metavar="APP",
+        action="append",
+        help="leave this app alone (repeatable); or create DIR/paused/APP while running",
     )
     run.add_argument(
         "--log-level",

@@ -55,6 +55,7 @@ from controller.execution.executor import Executor
 from controller.execution.outcomes import AppResult, Outcome, one_line
 from controller.execution.reconciler import reconcile_app
 from controller.loading.loader import LoadResult, load_dir
+from controller.loading.pausing import marker_reason
 from controller.model.desired import DesiredApp
 from controller.observability.alerts import AlertKey, Alerts, Condition, Observation
 from controller.observability.health import Check
@@ -134,6 +135,8 @@ class Daemon:
         self.auth_failed: dict[str, str] = {}
         self.stopping = False
         self._managed: dict[str, int] = {}
+        self.paused: dict[str, str] = {}
+        """Apps left alone on their last turn, with the reason."""
         self._open: list[_Pass] = []
         self._taken = 0
         self._inflight: dict[str, anyio.CancelScope] = {}
@@ -245,6 +248,8 @@ class Daemon:
         self.results.pop(name, None)
         self.auth_failed.pop(name, None)
         self.metrics.forget_app(name)
+        self.metrics.set_paused(name, None)
+        self.paused.pop(name, None)
         self.alerts.resolve_where(
             lambda k: k.app == name and k.condition is not Condition.BAD_DESIRED_STATE
         )
@@ -323,10 +328,34 @@ class Daemon:
                 self.queue.done(name)
                 self._pass_progress(name, taken)
 
+    def pause_reason(self, desired: DesiredApp) -> str | None:
+        """Why ``desired`` must be left alone now (file, ``--pause-app``, marker), or None.
+        The marker is looked up on every pass, so creating it needs no reload."""
+        if desired.paused is not None:
+            return desired.paused
+        if desired.app in self.settings.paused_apps:
+            return "--pause-app"
+        return marker_reason(self.settings.desired_dir, desired.app)
+
     async def _process(self, name: str) -> None:
         desired = self.apps.get(name)
         if desired is None:
             return  # removed or blocked since it was queued
+        paused = self.pause_reason(desired)
+        self.metrics.set_paused(name, paused is not None)
+        if paused is not None:
+            if self.paused.get(name) != paused:
+                logger.warning(
+                    "%s is paused (%s): not reconciled until the pause is lifted",
+                    name,
+                    paused,
+                    extra={"event": "paused", "app": name},
+                )
+            self.paused[name] = paused
+            self.queue.forget(name)  # no backoff: look again with the next pass
+            return
+        if self.paused.pop(name, None) is not None:
+            logger.info("%s is no longer paused", name, extra={"event": "resumed", "app": name})
         began = self.clock.monotonic()
         result: AppResult | None = None
         with anyio.CancelScope() as scope:
@@ -470,6 +499,8 @@ class Daemon:
         ]
         if self.blocked or self.load_errors:
             parts.append(f"{max(len(self.blocked), self.load_errors)} bad file(s)")
+        if self.paused:
+            parts.append(f"{len(self.paused)} paused")
         parts.append(f"{len(self.alerts.firing())} alert(s)")
         parts.append(f"{self.passes} pass(es)")
         state = "stopping" if self.stopping else "running"

@@ -210,6 +210,8 @@ class DesiredFile(StrictModel):
     """Refuse a plan destroying more than this fraction of the app's managed machines."""
     max_create: Annotated[int, Field(ge=0)] = DEFAULT_MAX_CREATE
     """Refuse a plan creating more than this many machines at once."""
+    paused: bool = False
+    """Plan and change nothing for this app (an operator is fixing it by hand)."""
 
 
 # ------------------------------------------------------------------------------ resolved models
@@ -241,6 +243,11 @@ class DesiredApp(StrictModel):
     max_create: int = DEFAULT_MAX_CREATE
     source: str | None = None
     """The file it came from, for messages."""
+    paused: str | None = None
+    """Why nothing may be planned for this app now (``paused: true`` in the file, a
+    ``paused/<app>`` marker, ``--pause-app``), or None when it is not paused."""
+    only_groups: tuple[str, ...] | None = None
+    """Targeting (``--group``): only these groups' actions are planned; None: every group."""
 
     def group(self, name: str) -> DesiredGroup | None:
         """The group called ``name``, or None."""
@@ -348,6 +355,7 @@ def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
         max_destroy=file.max_destroy,
         max_create=file.max_create,
         source=source,
+        paused="paused: true in the file" if file.paused else None,
     )
 
 

@@ -16,6 +16,7 @@ the prefix ``machine_reconciler_``:
 ``alerts_firing{condition}``                              gauge      alerts firing now
 ``lease_wait_seconds``                                    histogram  waits for others' leases
 ``last_successful_pass_timestamp_seconds``                gauge      unix time of the last pass
+``app_paused{app}``                                       gauge      1 while an app is paused
 ========================================================  =========  =========================
 
 This module knows nothing of the executor or the API client: the daemon translates their events
@@ -106,7 +107,23 @@ class Metrics:
             registry=r,
         )
 
+        self.app_paused = Gauge(
+            PREFIX + "app_paused",
+            "1 while the daemon leaves an app alone (paused: true, a paused/<app> marker, "
+            "--pause-app), else 0.",
+            ["app"],
+            registry=r,
+        )
+
     # ------------------------------------------------------------------ recording
+
+    def set_paused(self, app: str, paused: bool | None) -> None:
+        """Whether ``app`` is paused now; None drops its series (the app left)."""
+        if paused is None:
+            with contextlib.suppress(KeyError):
+                self.app_paused.remove(app)
+            return
+        self.app_paused.labels(app=app).set(1 if paused else 0)
 
     def reconcile_run(self, result: str, duration: float) -> None:
         """One app pass ended with ``result`` after ``duration`` seconds."""

@@ -40,6 +40,12 @@ re-lists, re-plans with ``previous_managed_count=None`` and only then creates.
 
 ``detect_only`` apps get :class:`DriftReport` entries instead of mutating actions.
 
+**Targeting and pausing**: a :class:`DesiredApp` with ``only_groups`` (``--group``) keeps only the
+actions of those groups (an orphan counts for the group its metadata names), so the machines of
+every other group are left alone, whatever ``prune`` says; the safety budget counts what is
+left.  A ``paused`` app gets an empty plan with ``AppPlan.paused`` saying why (its unmanaged
+machines are still listed).
+
 Create and Update carry the full request config, identity metadata included; configs of one
 group share their nested structure, so treat them as read-only.  A create's
 ``reconciler/launch`` tag is a fresh uuid only the executor can make: it calls
@@ -232,6 +238,8 @@ class AppPlan:
     spec_hashes: tuple[tuple[str, str], ...] = ()
     """(group, hash of its canonical desired config), in file order."""
     source: str | None = None
+    paused: str | None = None
+    """Why nothing was planned (the app is paused), or None."""
 
     @property
     def creates(self) -> tuple[Create, ...]:
@@ -546,6 +554,12 @@ def plan(
         else:
             orphans.append(Orphan(machine.id, machine.slot, machine.group, machine.region, why))
 
+    if desired.only_groups is not None:
+        wanted = frozenset(desired.only_groups)
+        actions = [a for a in actions if a.group in wanted]
+        orphans = [o for o in orphans if o.group in wanted]
+    if desired.paused is not None:
+        actions, orphans = [], []
     creates = sum(isinstance(a, Create) for a in actions)
     destroys = sum(isinstance(a, Destroy) for a in actions)
     drift: list[DriftReport] = []
@@ -574,4 +588,5 @@ def plan(
         managed_count=managed,
         spec_hashes=tuple((name, t.hash) for name, t in targets.items()),
         source=desired.source,
+        paused=desired.paused,
     )

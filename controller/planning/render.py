@@ -130,6 +130,10 @@ def _render_app(plan: AppPlan) -> list[str]:
             f"{_INDENT}note: the live list is much shorter than last pass; the machines will be "
             "re-listed before anything is created"
         )
+    if plan.paused:
+        lines.append(
+            f"{_INDENT}PAUSED ({plan.paused}): nothing is planned or changed for this app."
+        )
     if plan.refused:
         lines.append(f"{_INDENT}REFUSED: {plan.refused.reason}. Nothing will change for this app.")
     if len(lines) == 1:
@@ -287,6 +291,7 @@ def to_document(plans: AppPlan | Sequence[AppPlan]) -> dict[str, Any]:
                 "detect_only": p.detect_only,
                 "managed_count": p.managed_count,
                 "spec_hashes": dict(p.spec_hashes),
+                "paused": p.paused,
             }
             for p in items
         ],

@@ -1,0 +1,219 @@
+"""``machine-reconciler adopt DIR --app A [--yes]``: take over unmanaged machines.
+
+Shows what :func:`controller.planning.adopt.match` proposes (which machine fills which slot,
+and what the next ``apply`` will change on it), asks like ``apply`` (``yes`` on a terminal,
+``--yes`` off one), then adopts each machine on its own:
+
+1. take its lease (:class:`~controller.execution.leasing.Leaser`, the executor's helper: a short
+   TTL kept alive while working; someone else's lease is waited for up to ``--lease-wait``,
+   never cleared);
+2. re-read it: still unmanaged and still at the listed version, else it is left alone;
+3. write its own config plus the slot metadata with ``current_version`` and the lease nonce
+   (``skip_launch`` for a stopped machine; Fly restarts a running machine on any config
+   update, so a started one is waited for until it runs the new version);
+4. release the lease (always).
+
+Exit codes: 0 every proposed machine adopted (or nothing to adopt); 1 error, or no
+confirmation; 4 a machine was left alone because it changed or its lease stayed held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import anyio
+
+from controller.clock import SystemClock
+from controller.core.errors import ConfigError, FlyAPIError, LeaseHeld, VersionConflict
+from controller.execution.leasing import HeldLease, LeasePolicy, Leaser
+from controller.execution.operations import to_live_machine
+from controller.execution.reconciler import list_live
+from controller.flyapi import MachinesClient
+from controller.model.desired import DesiredApp
+from controller.planning.adopt import Adoption, AdoptionPlan, adopted_config, match, render
+from controller.planning.plan import SKIP_LAUNCH_STATES
+
+__all__ = ["ADOPTED", "add_adopt_parser", "adopt", "adoptable_lines", "adoptable_records"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_REFUSED = 4
+ADOPTED = "adopted"
+_SEVERITY = {EXIT_OK: 0, EXIT_REFUSED: 1, EXIT_ERROR: 2}
+WAIT_SECONDS = 60
+
+ClientFactory = Callable[[Sequence[DesiredApp]], AbstractAsyncContextManager[MachinesClient]]
+
+
+def add_adopt_parser(sub: Any, default_dir: Any) -> None:
+    """The ``adopt`` subcommand."""
+    adopt_cmd = sub.add_parser(
+        "adopt",
+        help="take over unmanaged machines (e.g. made by fly deploy) into free slots",
+        description="Match machines without reconciler/managed metadata to the free slots of "
+        "APP's groups (same config first, then same image), show it, and on confirmation "
+        "write the slot metadata under a lease with current_version.",
+    )
+    adopt_cmd.add_argument("dir", nargs="?", type=type(default_dir), default=default_dir)
+    adopt_cmd.add_argument("--app", required=True, help="the app whose machines to adopt")
+    adopt_cmd.add_argument("--yes", action="store_true", help="adopt without asking")
+    adopt_cmd.add_argument(
+        "--lease-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a lease someone else holds (default: 60)",
+    )
+    adopt_cmd.add_argument(
+        "--embedded",
+        action="store_true",
+        help="against the in-process emulator (a demonstration; no token)",
+    )
+
+
+def _confirm(yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print(
+            "machine-reconciler: error: refusing to adopt without confirmation: pass --yes "
+            "when not on a terminal",
+            file=sys.stderr,
+        )
+        return False
+    return input("\nAdopt these machines? Only 'yes' is accepted: ").strip() == "yes"
+
+
+def adopt(
+    args: argparse.Namespace,
+    desired: DesiredApp,
+    *,
+    client: ClientFactory,
+    redact: Callable[[str], str],
+) -> int:
+    """Run ``adopt`` for one app; the exit code."""
+    if args.lease_wait < 0:
+        raise ConfigError("--lease-wait must be >= 0")
+
+    async def run() -> int:
+        async with client([desired]) as api:
+            try:
+                live = await list_live(api, desired.app)
+            except FlyAPIError as exc:
+                print(redact(f"machine-reconciler: error: {desired.app}: {exc}"), file=sys.stderr)
+                return EXIT_ERROR
+            proposal = match(desired, live)
+            sys.stdout.write(render(proposal))
+            if not proposal.adoptions:
+                return EXIT_OK
+            if not _confirm(args.yes):
+                return EXIT_ERROR
+            leaser = Leaser(
+                api,
+                clock=SystemClock(),
+                rng=random.Random(),
+                policy=LeasePolicy(wait=args.lease_wait),
+            )
+            worst = EXIT_OK
+            for adoption in proposal.adoptions:
+                code, message = await _adopt_one(api, leaser, desired.app, adoption, args)
+                print(redact(f"{desired.app}: {adoption.machine_id} {message}"))
+                worst = max(worst, code, key=_SEVERITY.__getitem__)
+            return worst
+
+    return anyio.run(run)
+
+
+async def _acquire(leaser: Leaser, app: str, machine_id: str, wait: float) -> HeldLease:
+    """The lease, waiting for another holder at most ``wait`` seconds (bounded loop)."""
+    clock = SystemClock()
+    deadline = clock.monotonic() + wait
+    while True:
+        try:
+            return await leaser.try_acquire(app, machine_id)
+        except LeaseHeld as exc:
+            delay = leaser.wait_delay(exc)
+            if clock.monotonic() + delay > deadline:
+                raise
+            await clock.sleep(delay)
+
+
+async def _adopt_one(
+    api: MachinesClient,
+    leaser: Leaser,
+    app: str,
+    adoption: Adoption,
+    args: argparse.Namespace,
+) -> tuple[int, str]:
+    try:
+        held = await _acquire(leaser, app, adoption.machine_id, args.lease_wait)
+    except LeaseHeld as exc:
+        return EXIT_REFUSED, f"left alone: its lease is held by {exc.holder or 'someone else'}"
+    except FlyAPIError as exc:
+        return EXIT_ERROR, f"failed: {exc}"
+
+    async def body(lease: HeldLease) -> tuple[int, str]:
+        machine = to_live_machine(await api.get_machine(app, adoption.machine_id))
+        if machine.managed:
+            return EXIT_REFUSED, "left alone: it is managed already"
+        if machine.version != adoption.version:
+            return EXIT_REFUSED, (
+                f"left alone: it changed since it was listed (version {adoption.version}, "
+                f"now {machine.version})"
+            )
+        started = machine.state not in SKIP_LAUNCH_STATES
+        updated = await api.update_machine(
+            app,
+            machine.id,
+            config=adopted_config(machine, adoption),
+            current_version=machine.version,
+            nonce=lease.nonce,
+            skip_launch=not started,
+        )
+        if started and updated.version:
+            await api.wait_machine(
+                app, machine.id, state="started", version=updated.version, timeout=WAIT_SECONDS
+            )
+        return EXIT_OK, f"{ADOPTED} as {adoption.slot} (group {adoption.group})"
+
+    try:
+        return await leaser.run(held, body)
+    except VersionConflict:
+        return EXIT_REFUSED, "left alone: it changed while being adopted (version conflict)"
+    except FlyAPIError as exc:
+        return EXIT_ERROR, f"failed: {exc}"
+
+
+# ------------------------------------------------------------------------------ plan's listing
+
+
+def adoptable_lines(proposals: Sequence[AdoptionPlan], directory: str) -> list[str]:
+    """One line per unmanaged machine ``adopt`` would take over (for ``plan``)."""
+    return [
+        f"{p.app}: unmanaged machine {a.machine_id} (region {a.region}) can be adopted as "
+        f"{a.slot} ({a.match}): machine-reconciler adopt {directory} --app {p.app}"
+        for p in proposals
+        for a in p.adoptions
+    ]
+
+
+def adoptable_records(proposals: Sequence[AdoptionPlan]) -> list[dict[str, Any]]:
+    """The same as JSON records (``plan --output json``'s ``adoptable`` key)."""
+    return [
+        {
+            "app": p.app,
+            "machine_id": a.machine_id,
+            "region": a.region,
+            "slot": a.slot,
+            "group": a.group,
+            "match": a.match,
+            "version": a.version,
+        }
+        for p in proposals
+        for a in p.adoptions
+    ]
