@@ -62,7 +62,7 @@ services = st.lists(
 configs = st.fixed_dictionaries(
     {},
     optional={
-        "image": st.sampled_from(["registry.fly.io/acme:v1", "registry.fly.io/acme:v2", "nginx"]),
+        "image": st.sampled_from(["registry.fly.io/acme:v1", "registry.fly.io/acme:v2", "nginx:1"]),
         "guest": st.sampled_from(
             [
                 {"memory_mb": 512},
