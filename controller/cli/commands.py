@@ -28,7 +28,7 @@ from controller.model.desired import DesiredApp
 from controller.observability.logging import Redactor, configure_logging
 from controller.planning.normalize import sensitive_values
 from controller.planning.plan import AppPlan, plan
-from controller.planning.render import render, to_json
+from controller.planning.render import PlanError, render, to_json
 from controller.settings import Settings
 
 EXIT_OK = 0
@@ -41,8 +41,10 @@ DEFAULT_DIR = Path("desired_state")
 _EPILOG = """\
 exit codes:
   validate   0 every file is valid; 1 at least one file is not
-  plan       0 success (with --detailed-exitcode: no changes); 1 error;
-             2 changes present (only with --detailed-exitcode)
+  plan       0 success (with --detailed-exitcode: no changes); 1 error (an app could
+             not be listed, or its file is invalid: named in the summary and in the
+             JSON errors list); 2 changes present or detect_only drift (only with
+             --detailed-exitcode)
   apply      0 converged; 1 error (bad settings, auth, API failure, bad request);
              3 partial (capacity, quota, volume, halted rollout, or an app whose file
              is broken while the others applied); 4 refused by a safety budget, or
@@ -91,9 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 0 when there are no changes, 2 when there are, 1 on error",
+        help="exit 0 when there are no changes, 2 when there are (or detect_only drift), "
+        "1 on error",
     )
-    plan_cmd.add_argument("--output", choices=["text", "json"], default="text")
+    plan_cmd.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text (terraform-like, default) or json (format_version 2, schema: "
+        "controller/planning/plan-output.schema.json)",
+    )
     plan_cmd.add_argument(
         "--embedded",
         action="store_true",
@@ -254,35 +263,55 @@ def _selected(loaded: LoadResult, names: Sequence[str] | None) -> list[DesiredAp
 
 async def _plan_apps(
     apps: Sequence[DesiredApp], *, embedded: bool
-) -> tuple[list[AppPlan], list[str]]:
+) -> tuple[list[AppPlan], list[PlanError]]:
     plans: list[AppPlan] = []
-    failures: list[str] = []
+    failures: list[PlanError] = []
     async with _client(apps, embedded=embedded) as client:
         for desired in apps:
             try:
                 live = await list_live(client, desired.app)
             except FlyAPIError as exc:
-                failures.append(f"{desired.app}: {exc}")
+                failures.append(
+                    PlanError(
+                        app=desired.app,
+                        error_class=exc.error_class,
+                        message=REDACTOR.redact(f"listing machines failed: {exc}"),
+                        request_id=exc.request_id,
+                    )
+                )
                 continue
             plans.append(plan(desired, live))
     return plans, failures
+
+
+def _invalid(loaded: LoadResult, names: Sequence[str] | None) -> list[PlanError]:
+    """The selected apps whose desired-state file is invalid, as plan errors."""
+    return [
+        PlanError(
+            app=app,
+            error_class="invalid_desired_state",
+            message=f"desired-state file invalid: {', '.join(files)} (see the errors above)",
+        )
+        for app, files in sorted(loaded.blocked.items())
+        if not names or app in names
+    ]
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     loaded = _load(args.dir)
     apps = _selected(loaded, args.app)
     plans, failures = anyio.run(lambda: _plan_apps(apps, embedded=args.embedded))
+    errors = [*failures, *_invalid(loaded, args.app)]
     if args.output == "json":
-        sys.stdout.write(to_json(plans))
+        sys.stdout.write(to_json(plans, errors))
     else:
-        sys.stdout.write(render(plans))
+        sys.stdout.write(render(plans, errors))
     for failure in failures:
-        _error(failure)
-    blocked = [a for a in loaded.blocked if not args.app or a in args.app]
-    if failures or blocked or (not loaded.ok and not args.app):
+        _error(f"{failure.app}: {failure.message}")
+    if errors or (not loaded.ok and not args.app):
         return EXIT_ERROR
-    if args.detailed_exitcode and any(p.has_changes for p in plans):
-        return EXIT_CHANGES
+    if args.detailed_exitcode and any(p.has_changes or p.drift for p in plans):
+        return EXIT_CHANGES  # detect_only drift counts: the fleet is not as declared
     return EXIT_OK
 
 

@@ -161,7 +161,7 @@ def test_orphans_and_detect_only_drift() -> None:
 def test_json_document_has_one_record_per_machine() -> None:
     """The JSON plan lists every machine (actions, unmanaged) with the same keys."""
     document = json.loads(to_json(_mixed_plan()))
-    assert document["format_version"] == 1
+    assert document["format_version"] == 2
     assert document["summary"]["create"] == 1
     assert document["summary"]["update"] == 2
     assert document["summary"]["destroy"] == 2
