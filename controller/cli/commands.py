@@ -48,7 +48,8 @@ exit codes:
   apply      0 converged; 1 error (bad settings, auth, API failure, bad request);
              3 partial (capacity, quota, volume, halted rollout, or an app whose file
              is broken while the others applied); 4 refused by a safety budget, or
-             leases still held by someone else after --lease-wait
+             leases still held by someone else after --lease-wait; 130 interrupted
+             (Ctrl-C: operations in flight finish within --grace, leases released)
   emulator   0 stopped cleanly; 1 bad arguments
   (argparse usage errors exit 2)
 
@@ -137,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for a lease someone else holds (default: 60)",
     )
     apply_cmd.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on Ctrl-C, how long machine operations in flight may finish (default: 10)",
+    )
+    apply_cmd.add_argument(
         "--embedded",
         action="store_true",
         help="apply to the in-process emulator seeded with a drifted fleet (no token)",
@@ -183,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before or after execution (which handles its own Ctrl-C)
+        print("\ninterrupted: nothing more was started", file=sys.stderr)
         return 130
 
 
@@ -329,12 +338,14 @@ def _confirm(plans: Sequence[AppPlan]) -> bool:
 
 def _cmd_apply(args: argparse.Namespace) -> int:
     from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
-    from controller.cli.apply import Reporter, apply_apps, exit_code
+    from controller.cli.apply import EXIT_INTERRUPTED, Interrupt, Reporter, apply_apps, exit_code
     from controller.execution.executor import Executor
     from controller.execution.rollout import ExecutorSettings
 
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
+    if args.grace < 0:
+        raise ConfigError("--grace must be >= 0")
     loaded = _load(args.dir)
     apps = _selected(loaded, args.app)
     blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
@@ -356,7 +367,11 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 confirm=(lambda _plans: True) if args.yes else _confirm,
                 prune=args.prune,
                 allow_empty=args.allow_empty,
+                interrupt=Interrupt(grace=args.grace),
             )
+        if report.interrupted:
+            reporter.summary(report.results, blocked, left=report.left)
+            return EXIT_INTERRUPTED
         if not report.applied:
             return APPLY_ERROR
         if report.has_changes or blocked or any(r.failed for r in report.results):
