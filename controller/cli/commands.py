@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "demo",
-        help="serve the embedded emulator, seed a drifted fleet, list it and show the plan",
-        description="A self-contained demonstration against the embedded emulator on loopback.",
+        help="serve the embedded emulator, seed a drifted fleet, plan, apply, plan again",
+        description="A self-contained demonstration against the embedded emulator on loopback: "
+        "it changes only the emulator's machines.",
     )
     return parser
 

@@ -5,15 +5,18 @@ Text::
     acme-web (desired_state/acme-web.yaml)
       + create web-ams-1 (group web, region ams): slot has no machine
           + image: "registry.fly.io/acme-web:v42"
-          + env.LOG_LEVEL: (sensitive)
+          + env.LOG_LEVEL: "info"
+          + env.DB_URL: (sensitive)
       ~ update 3d8d413b29d089 web-ams-0 (group web, region ams): desired config changed
           ~ guest.memory_mb: 256 -> 512
       - destroy 148e123c29d0e8 web-iad-1 (group web, region iad): scale down: web wants 1 in iad
 
     Plan: 1 to create, 1 to update, 1 to destroy.
 
-Sensitive values (every ``env`` value, inline file contents) print as ``(sensitive)``: the line
-says the field changed, never the value nor anything derived from it.  The plan itself never
+Sensitive values (``env`` values that are secret by the rule of
+:mod:`controller.core.redaction`, inline file contents) print as ``(sensitive)``: the line says
+the field changed, never the value nor anything derived from it.  Literal env values written in
+the file are shown.  The plan itself never
 holds those values in its diffs (:data:`controller.planning.normalize.REDACTED`), and the request
 configs inside actions are never printed.
 
