@@ -120,3 +120,16 @@ def test_an_invalid_file_is_status_invalid(desired: Path, start_emulator: Emulat
     statuses = {a["app"]: a["status"] for a in document["apps"]}
     assert statuses == {"acme-web": "changes", "acme-jobs": "invalid"}
     assert document["errors"][0]["class"] == "invalid_desired_state"
+
+
+def test_apply_with_a_wrong_token_names_the_apps(
+    desired: Path, start_emulator: EmulatorProcess
+) -> None:
+    """apply: the plan and the summary table name each failed app; never "No changes"; exit 1."""
+    url, _ = start_emulator()
+    result = run_cli("apply", str(desired), "--yes", url=url, FLY_API_TOKEN="wrong-token-value")
+    assert result.returncode == 1
+    assert "No changes" not in result.stdout
+    assert "Failed: acme-jobs (unauthorized), acme-web (unauthorized)." in result.stdout
+    assert "failed (unauthorized)" in result.stdout  # the summary table's result column
+    assert "wrong-token-value" not in result.stdout + result.stderr
