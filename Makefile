@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck contracts unit systemd-analyze demo bench clean
+.PHONY: test lint typecheck contracts unit systemd-analyze promtool demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ required"; exit 1; }
@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP) systemd-analyze
+unit: $(STAMP) systemd-analyze promtool
 	$(BIN)/pytest -m 'not bench'
 
 # tests/deploy checks the systemd units with systemd-analyze: install Debian's systemd package
@@ -36,6 +36,18 @@ systemd-analyze:
 	      apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
 	  else \
 	    echo "systemd-analyze not found and cannot install it (not root or no apt-get)"; \
+	  fi; }
+
+# tests/deploy checks and unit-tests the Prometheus rules with promtool: Debian's prometheus
+# package has it; installed the same way (root + apt-get), otherwise those tests skip.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing prometheus (for promtool)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "promtool not found and cannot install it (not root or no apt-get)"; \
 	  fi; }
 
 ## make test: set up .venv, then ruff, mypy (strict on controller/), import contracts, pytest.

@@ -235,7 +235,8 @@ class _ConfigFileSource(TomlConfigSettingsSource):
         if secret:
             raise ConfigError(
                 f"config file {path}: do not put the API token in a config file ({secret[0]}); "
-                "use FLY_API_TOKEN or api_token_file"
+                "use the FLY_API_TOKEN environment variable, or a token file "
+                '(MACHINE_RECONCILER_API_TOKEN_FILE, or api_token_file = "/path" here)'
             )
         known = set(settings_cls.model_fields)
         unknown = sorted(k for k in data if k not in known)

@@ -14,17 +14,31 @@ the documented exit codes:
 4     refused by a safety budget, or leases still held by someone else after --lease-wait
 ====  ===============================================================================
 
-When several apply, the most severe wins in the order 1, 4, 3, 0.
+When several apply, the most severe wins in the order 1, 4, 3, 0.  An apply interrupted by
+Ctrl-C exits 130 (the shell's code for SIGINT) after printing ``interrupted`` and the summary.
+
+**Ctrl-C** (:class:`Interrupt`, the daemon's drain reused): the first SIGINT/SIGTERM during
+execution lets no new machine operation start (the executor's in-flight limiter is closed,
+``total_tokens = 0``), lets the ones in flight finish within ``grace`` seconds, then cancels
+what is left; the executor releases every lease in shielded ``finally`` blocks, so cancelled
+work still lets go of its leases.  A second Ctrl-C cancels at once (leases are still released).
+
+**Output**: on a terminal, a live progress bar per app with elapsed time and an ETA; off a
+terminal (CI logs, journald), one line per finished action, starting with a UTC timestamp and
+ending with the action's duration.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import IO
 
 import anyio
+import anyio.abc
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,22 +47,34 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
+from controller.clock import Clock, SystemClock
 from controller.core.errors import FlyAPIError
 from controller.execution.executor import Executor
-from controller.execution.outcomes import AppResult, Event, MachineResult, Outcome, one_line
+from controller.execution.outcomes import (
+    AppResult,
+    Event,
+    MachineResult,
+    Outcome,
+    one_line,
+)
+from controller.execution.outcomes import Progress as Step
 from controller.execution.reconciler import Observed, observe_and_plan
 from controller.model.desired import DesiredApp
 from controller.planning.plan import AppPlan
-from controller.planning.render import render
+from controller.planning.render import PlanError, render
 
 PLAIN_WIDTH = 160
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 EXIT_REFUSED = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+DEFAULT_GRACE = 10.0
+_DRAIN_POLL = 0.05
 
 _ERROR_OUTCOMES = frozenset({Outcome.ERROR, Outcome.BAD_REQUEST})
 _PARTIAL_OUTCOMES = frozenset(
@@ -78,15 +104,33 @@ def exit_code(results: Sequence[AppResult], *, blocked_apps: Sequence[str] = ())
 
 @dataclass(frozen=True)
 class ApplyReport:
-    """What an apply did: the plans shown, each app's result, and apps it could not plan."""
+    """What an apply did: the plans shown, each app's result, and apps it could not plan.
+
+    ``interrupted``: Ctrl-C stopped it; ``left`` counts, per app, the planned changes that
+    never ran (an interrupted app's ``results`` hold only what finished)."""
 
     plans: tuple[AppPlan, ...]
     results: tuple[AppResult, ...]
     applied: bool
+    interrupted: bool = False
+    left: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def has_changes(self) -> bool:
         return any(p.has_changes for p in self.plans)
+
+
+@dataclass
+class Interrupt:
+    """Ctrl-C handling for one apply (see the module docstring).  ``received`` counts signals."""
+
+    grace: float = DEFAULT_GRACE
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    received: int = 0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.received > 0
 
 
 class Reporter:
@@ -99,8 +143,13 @@ class Reporter:
         force_plain: bool = False,
         show_plan: bool = True,
         redact: Callable[[str], str] = str,
+        clock: Clock | None = None,
     ) -> None:
         self.stream = stream or sys.stdout
+        self.clock = clock or SystemClock()
+        self.finished: dict[str, list[MachineResult]] = {}
+        """Every final result seen, per app (what an interrupted apply reports)."""
+        self._began: dict[tuple[str, str | None], float] = {}
         self.show_plan = show_plan
         # API messages can echo values that were never in a request of ours (so the client
         # could not scrub them): everything printed passes through the log redactor too.
@@ -114,9 +163,9 @@ class Reporter:
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
 
-    def plan(self, plans: Sequence[AppPlan]) -> None:
+    def plan(self, plans: Sequence[AppPlan], errors: Sequence[PlanError] = ()) -> None:
         if self.show_plan:
-            self.console.print(render(plans), markup=False, end="")
+            self.console.print(self.redact(render(plans, errors)), markup=False, end="")
 
     def start(self, totals: Mapping[str, int]) -> None:
         if not self.live:
@@ -126,6 +175,8 @@ class Reporter:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[last]}"),
             console=self.console,
         )
@@ -133,8 +184,18 @@ class Reporter:
         for app, total in totals.items():
             self._tasks[app] = self._progress.add_task(app, total=total, last="")
 
+    def _timestamp(self) -> str:
+        when = dt.datetime.fromtimestamp(self.clock.now(), tz=dt.UTC)
+        return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
     def event(self, event: Event) -> None:
+        key = (event.app, event.slot or event.machine_id)
+        if isinstance(event, Step):
+            self._began.setdefault(key, self.clock.monotonic())
         if isinstance(event, MachineResult):
+            self.finished.setdefault(event.app, []).append(event)
+            began = self._began.pop(key, None)
+            took = "" if began is None else f" ({self.clock.monotonic() - began:.1f}s)"
             counted = event.outcome is not Outcome.NOOP  # totals count changes, not no-ops
             if self._progress is not None and event.app in self._tasks and counted:
                 self._progress.update(
@@ -144,7 +205,10 @@ class Reporter:
                 )
             quiet = event.outcome is Outcome.NOOP or (self.live and event.done)
             if not quiet:
-                self.console.print(self.redact(f"{event.app}: {event.describe()}"), markup=False)
+                line = f"{event.app}: {event.describe()}{took}"
+                if not self.live:  # logs: when it ended, to correlate with Fly's side
+                    line = f"{self._timestamp()} {line}"
+                self.console.print(self.redact(line), markup=False)
         elif self._progress is not None and event.app in self._tasks:
             who = event.slot or event.machine_id or ""
             self._progress.update(self._tasks[event.app], last=f"{who} {event.phase}")
@@ -154,9 +218,28 @@ class Reporter:
             self._progress.stop()
             self._progress = None
 
-    def summary(self, results: Sequence[AppResult], blocked_apps: Sequence[str]) -> None:
-        table = Table(title="Apply summary", title_justify="left")
-        for column in ("app", "result", "ok", "no-op", "blocked", "failed", "detail"):
+    def interrupting(self, grace: float) -> None:
+        """The first Ctrl-C: say what happens next."""
+        self.console.print(
+            f"interrupted: no new machine operation starts; waiting up to {grace:g}s for the "
+            "ones in flight (Ctrl-C again to stop now; leases are released either way)",
+            markup=False,
+        )
+
+    def summary(
+        self,
+        results: Sequence[AppResult],
+        blocked_apps: Sequence[str],
+        *,
+        left: Mapping[str, int] | None = None,
+    ) -> None:
+        """The summary table; ``left`` (an interrupted apply) adds the changes never run."""
+        title = "Apply summary (interrupted)" if left is not None else "Apply summary"
+        table = Table(title=title, title_justify="left")
+        columns = ["app", "result", "ok", "no-op", "blocked", "failed"]
+        if left is not None:
+            columns.append("not run")
+        for column in (*columns, "detail"):
             table.add_column(column)
         for result in results:
             counts = result.counts()
@@ -165,18 +248,27 @@ class Reporter:
             blocked = sum(counts.get(o.value, 0) for o in _PARTIAL_OUTCOMES)
             blocked += counts.get(Outcome.LEASE_HELD.value, 0)
             failed = sum(counts.get(o.value, 0) for o in _ERROR_OUTCOMES)
-            table.add_row(
-                result.app,
-                _verdict(result),
-                str(ok),
-                str(noop),
-                str(blocked),
-                str(failed),
-                self.redact(result.message or _first_problem(result)),
-            )
+            cells = [result.app, _verdict(result), str(ok), str(noop), str(blocked), str(failed)]
+            if left is not None:
+                not_run = left.get(result.app, 0)
+                cells.append(str(not_run))
+                if not_run:
+                    cells[1] = "interrupted"
+            cells.append(self.redact(result.message or _first_problem(result)))
+            table.add_row(*cells)
         for app in blocked_apps:
-            table.add_row(app, "not applied", "-", "-", "-", "-", "desired-state file invalid")
+            cells = [app, "not applied", "-", "-", "-", "-"] + (["-"] if left is not None else [])
+            table.add_row(*cells, "desired-state file invalid")
         self.console.print(table)
+        if left is not None:
+            total = sum(left.values())
+            where = ", ".join(f"{app}: {n}" for app, n in left.items() if n)
+            self.console.print(
+                f"interrupted: {total} planned machine change(s) not run"
+                + (f" ({where})" if where else "")
+                + "; run apply again to finish",
+                markup=False,
+            )
 
 
 def _verdict(result: AppResult) -> str:
@@ -208,10 +300,13 @@ async def apply_apps(
     confirm: Callable[[Sequence[AppPlan]], bool],
     prune: bool | None = None,
     allow_empty: bool = False,
+    interrupt: Interrupt | None = None,
 ) -> ApplyReport:
     """Plan every app, show the plans, ask ``confirm``, then execute all apps concurrently.
 
     An app whose machines cannot be listed gets a failed :class:`AppResult` and is not planned.
+    With ``interrupt``, SIGINT/SIGTERM during execution drain it (see the module docstring);
+    the signal handlers are installed only while machines are being changed (main thread).
     """
     observed: dict[str, Observed] = {}
     failed: list[AppResult] = []
@@ -230,7 +325,8 @@ async def apply_apps(
                 )
             )
     plans = tuple(o.plan for o in observed.values())
-    reporter.plan(plans)
+    errors = [PlanError(r.app, r.error_class or "error", r.message, r.request_id) for r in failed]
+    reporter.plan(plans, errors)
     runnable = [o for o in observed.values() if o.plan.has_changes and o.plan.refused is None]
     # Refused plans go to the executor too: it runs nothing and reports each change refused.
     changing = [o for o in observed.values() if o.plan.has_changes]
@@ -244,17 +340,70 @@ async def apply_apps(
         desired = by_app[one.plan.app]
         results[desired.app] = await executor.execute(one.plan, desired, relisted=one.relisted)
 
+    async def run_all() -> None:
+        async with anyio.create_task_group() as work:
+            for one in changing:
+                work.start_soon(run, one)
+
     reporter.start({o.plan.app: len(o.plan.changes) for o in runnable})
     try:
-        async with anyio.create_task_group() as tg:
-            for one in changing:
-                tg.start_soon(run, one)
+        if interrupt is None:
+            await run_all()
+        else:
+            await _interruptible(run_all, interrupt, executor, reporter)
     finally:
         reporter.stop()
+    left: dict[str, int] = {}
     for one in observed.values():
-        if one.plan.app not in results:  # no changes: nothing to execute
-            results[one.plan.app] = AppResult(
-                app=one.plan.app, plan=one.plan, relisted=one.relisted
+        app = one.plan.app
+        if app in results:
+            continue
+        if interrupt is not None and interrupt.interrupted and one in changing:
+            finished = tuple(reporter.finished.get(app, ()))
+            ran = sum(1 for r in finished if r.action != "noop")
+            left[app] = max(0, len(one.plan.changes) - ran)
+            results[app] = AppResult(
+                app=app, results=finished, plan=one.plan, relisted=one.relisted
             )
+        else:  # no changes: nothing to execute
+            results[app] = AppResult(app=app, plan=one.plan, relisted=one.relisted)
     ordered = tuple(results[o.plan.app] for o in observed.values()) + tuple(failed)
-    return ApplyReport(plans=plans, results=ordered, applied=True)
+    interrupted = interrupt is not None and interrupt.interrupted
+    return ApplyReport(
+        plans=plans, results=ordered, applied=True, interrupted=interrupted, left=left
+    )
+
+
+async def _interruptible(
+    run_all: Callable[[], Awaitable[None]],
+    interrupt: Interrupt,
+    executor: Executor,
+    reporter: Reporter,
+) -> None:
+    """``run_all`` with the drain on the first signal and the abort on the second."""
+    async with anyio.create_task_group() as tg:
+        work = anyio.CancelScope()
+
+        async def drain() -> None:
+            limiter = executor.limiter
+            limiter.total_tokens = 0  # nothing new starts; waiting operations stay waiting
+            deadline = executor.clock.monotonic() + interrupt.grace
+            while limiter.borrowed_tokens > 0 and executor.clock.monotonic() < deadline:
+                await executor.clock.sleep(_DRAIN_POLL)
+            work.cancel()  # what never started (waiting on the limiter) is cancelled here
+
+        async def watch(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with anyio.open_signal_receiver(*interrupt.signals) as received:
+                task_status.started()
+                async for _ in received:
+                    interrupt.received += 1
+                    if interrupt.received == 1:
+                        reporter.interrupting(interrupt.grace)
+                        tg.start_soon(drain)
+                    else:
+                        work.cancel()
+
+        await tg.start(watch)
+        with work:
+            await run_all()
+        tg.cancel_scope.cancel()  # done (or drained): stop watching signals

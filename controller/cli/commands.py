@@ -33,7 +33,7 @@ from controller.observability.logging import Redactor, configure_logging
 from controller.planning.adopt import match
 from controller.planning.normalize import sensitive_values
 from controller.planning.plan import AppPlan, plan
-from controller.planning.render import render, to_document
+from controller.planning.render import PlanError, render, to_document
 from controller.settings import Settings
 
 EXIT_OK = 0
@@ -46,13 +46,17 @@ DEFAULT_DIR = Path("desired_state")
 _EPILOG = """\
 exit codes:
   validate   0 every file is valid; 1 at least one file is not
-  plan       0 success (with --detailed-exitcode: no changes); 1 error;
-             2 changes present (only with --detailed-exitcode)
+  plan       0 success (with --detailed-exitcode: no changes); 1 error (an app could
+             not be listed, or its file is invalid: named in the summary and in the
+             JSON errors list); 2 changes present or detect_only drift (only with
+             --detailed-exitcode)
   apply      0 converged; 1 error (bad settings, auth, API failure, bad request);
              3 partial (capacity, quota, volume, halted rollout, or an app whose file
              is broken while the others applied); 4 refused by a safety budget, or
              leases still held by someone else after --lease-wait, or (--plan) a
-             machine, the desired files or a secret changed since the saved plan
+             machine, the desired files or a secret changed since the saved plan;
+             130 interrupted (Ctrl-C: operations in flight finish within --grace,
+             leases released)
   adopt      0 adopted (or nothing to adopt); 1 error or no confirmation;
              4 a machine changed since listed, or its lease stayed held
   emulator   0 stopped cleanly; 1 bad arguments
@@ -100,9 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 0 when there are no changes, 2 when there are, 1 on error",
+        help="exit 0 when there are no changes, 2 when there are (or detect_only drift), "
+        "1 on error",
     )
-    plan_cmd.add_argument("--output", choices=["text", "json"], default="text")
+    plan_cmd.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text (terraform-like, default) or json (format_version 2, schema: "
+        "controller/planning/plan-output.schema.json)",
+    )
     plan_cmd.add_argument(
         "--out",
         type=Path,
@@ -151,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for a lease someone else holds (default: 60)",
     )
     apply_cmd.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on Ctrl-C, how long machine operations in flight may finish (default: 10)",
+    )
+    apply_cmd.add_argument(
         "--embedded",
         action="store_true",
         help="apply to the in-process emulator seeded with a drifted fleet (no token)",
@@ -169,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "demo",
-        help="serve the embedded emulator, seed a drifted fleet, list it and show the plan",
-        description="A self-contained demonstration against the embedded emulator on loopback.",
+        help="serve the embedded emulator, seed a drifted fleet, plan, apply, plan again",
+        description="A self-contained demonstration against the embedded emulator on loopback: "
+        "it changes only the emulator's machines.",
     )
     return parser
 
@@ -199,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before or after execution (which handles its own Ctrl-C)
+        print("\ninterrupted: nothing more was started", file=sys.stderr)
         return 130
 
 
@@ -290,21 +310,41 @@ async def _plan_apps(
     embedded: bool,
     prune: bool | None = None,
     lives: dict[str, tuple[LiveMachine, ...]] | None = None,
-) -> tuple[list[AppPlan], list[str]]:
+) -> tuple[list[AppPlan], list[PlanError]]:
     """Plan every app; ``lives`` (when given) receives each app's live machines."""
     plans: list[AppPlan] = []
-    failures: list[str] = []
+    failures: list[PlanError] = []
     async with _client(apps, embedded=embedded) as client:
         for desired in apps:
             try:
                 live = await list_live(client, desired.app)
             except FlyAPIError as exc:
-                failures.append(f"{desired.app}: {exc}")
+                failures.append(
+                    PlanError(
+                        app=desired.app,
+                        error_class=exc.error_class,
+                        message=REDACTOR.redact(f"listing machines failed: {exc}"),
+                        request_id=exc.request_id,
+                    )
+                )
                 continue
             plans.append(plan(desired, live, prune=prune))
             if lives is not None:
                 lives[desired.app] = live
     return plans, failures
+
+
+def _invalid(loaded: LoadResult, names: Sequence[str] | None) -> list[PlanError]:
+    """The selected apps whose desired-state file is invalid, as plan errors."""
+    return [
+        PlanError(
+            app=app,
+            error_class="invalid_desired_state",
+            message=f"desired-state file invalid: {', '.join(files)} (see the errors above)",
+        )
+        for app, files in sorted(loaded.blocked.items())
+        if not names or app in names
+    ]
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -314,7 +354,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     plans, failures = anyio.run(
         lambda: _plan_apps(apps, embedded=args.embedded, prune=args.prune, lives=lives)
     )
-    if args.out is not None and not failures:  # a plan missing an app is not saved
+    errors = [*failures, *_invalid(loaded, args.app)]
+    if args.out is not None and not errors:  # a plan missing an app is not saved
         from controller.cli.planfile import write_plan
 
         by_app = {a.app: a for a in apps}
@@ -322,20 +363,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     by_name = {a.app: a for a in apps}
     adoptable = [match(by_name[p.app], lives[p.app]) for p in plans if p.unmanaged]
     if args.output == "json":
-        document = to_document(plans)
+        document = to_document(plans, errors)
         document["adoptable"] = adoptable_records(adoptable)
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(render(plans))
+        sys.stdout.write(render(plans, errors))
         for line in adoptable_lines(adoptable, str(args.dir)):
             print(line)
     for failure in failures:
-        _error(failure)
-    blocked = [a for a in loaded.blocked if not args.app or a in args.app]
-    if failures or blocked or (not loaded.ok and not args.app):
+        _error(f"{failure.app}: {failure.message}")
+    if errors or (not loaded.ok and not args.app):
         return EXIT_ERROR
-    if args.detailed_exitcode and any(p.has_changes for p in plans):
-        return EXIT_CHANGES
+    if args.detailed_exitcode and any(p.has_changes or p.drift for p in plans):
+        return EXIT_CHANGES  # detect_only drift counts: the fleet is not as declared
     return EXIT_OK
 
 
@@ -353,7 +393,7 @@ def _confirm(plans: Sequence[AppPlan]) -> bool:
 
 def _cmd_apply(args: argparse.Namespace) -> int:
     from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
-    from controller.cli.apply import Reporter, apply_apps, exit_code
+    from controller.cli.apply import EXIT_INTERRUPTED, Interrupt, Reporter, apply_apps, exit_code
     from controller.execution.executor import Executor
     from controller.execution.rollout import ExecutorSettings
 
@@ -361,6 +401,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         raise ConfigError("--lease-wait must be >= 0")
     if args.plan is not None:
         return _cmd_apply_saved(args)
+    if args.grace < 0:
+        raise ConfigError("--grace must be >= 0")
     loaded = _load(args.dir)
     apps = targeted(_selected(loaded, args.app), args)
     blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
@@ -384,7 +426,11 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 confirm=(lambda _plans: True) if args.yes else _confirm,
                 prune=args.prune,
                 allow_empty=args.allow_empty,
+                interrupt=Interrupt(grace=args.grace),
             )
+        if report.interrupted:
+            reporter.summary(report.results, blocked, left=report.left)
+            return EXIT_INTERRUPTED
         if not report.applied:
             return APPLY_ERROR
         if report.has_changes or blocked or any(r.failed for r in report.results):

@@ -7,7 +7,8 @@ changes, all through the real client over loopback HTTP.
 API client*, with a fleet that has drifted from the desired state in the three ways operators
 meet (a machine on an old image, a slot with no machine, a machine someone created by hand).
 :func:`run_demo` serves that emulator on a free loopback port (real HTTP, the same server as
-``machine-reconciler emulator``), lists the fleet and prints the plan that brings it back.
+``machine-reconciler emulator``), lists the fleet, prints the plan that brings it back, applies
+it and plans again.
 No token and no network beyond 127.0.0.1 is involved.
 
 This module composes the emulator with the client, so it sits beside :mod:`controller.cli.commands`

@@ -370,7 +370,7 @@ class Daemon:
         duration = self.clock.monotonic() - began
         self.telemetry.last_activity = self.clock.monotonic()
         if result is None or scope.cancelled_caught:
-            self.metrics.reconcile_run("cancelled", duration)
+            self.metrics.reconcile_run(name, "cancelled", duration)
             logger.warning("reconcile of %s cancelled by shutdown", name, extra={"app": name})
             return
         if name in self.apps:  # still ours after the pass (a reload may have dropped it)
@@ -378,7 +378,7 @@ class Daemon:
 
     def _record(self, name: str, result: AppResult, duration: float) -> None:
         verdict = run_result(result)
-        self.metrics.reconcile_run(verdict, duration)
+        self.metrics.reconcile_run(name, verdict, duration)
         self.results[name] = result
         if result.plan is not None:
             self._managed[name] = result.plan.managed_count

@@ -73,7 +73,7 @@ class Telemetry:
                 self._lease_waited(key)
             return
         self._lease_waited(key)
-        self.metrics.action(event.action, event.outcome.value)
+        self.metrics.action(event.app, event.action, event.outcome.value)
         if event.outcome is Outcome.NOOP:
             level = logging.DEBUG  # one per machine per pass: counted, not logged by default
         else:

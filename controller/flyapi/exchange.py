@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from controller import __version__
 from controller.clock import Clock
+from controller.core import redaction
 from controller.core.errors import (
     ConfigError,
     ConnectFailed,
@@ -60,13 +61,10 @@ logger = logging.getLogger(__name__)
 NONCE_HEADER = "fly-machine-lease-nonce"
 REQUEST_ID_HEADER = "fly-request-id"
 USER_AGENT = f"machine-reconciler/{__version__}"
-_REDACTED = "[redacted]"
 #: Writes still sent once shutdown began: they only keep or give back leases of operations
 #: already in flight.  Every other write re-checks after its pacing wait and is not sent.
 _WHILE_STOPPING = frozenset({"leases.refresh", "leases.release"})
 _NOT_SENT = "not sent: shutdown began while it waited"
-#: Sensitive strings shorter than this are not scrubbed (they would mangle ordinary words).
-_MIN_SECRET_LEN = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,21 +141,18 @@ def transport_error(exc: Exception, *, method: str, path: str) -> FlyAPIError:
 
 
 def redact_envelope(envelope: ErrorEnvelope, secrets: Iterable[str]) -> ErrorEnvelope:
-    """Replace every sensitive string in the envelope's text fields with ``[redacted]``."""
-    needles = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True)
-    if not needles or not any(n in envelope.raw for n in needles):
+    """Replace every sensitive string in the envelope's text fields (the shared rule of
+    :mod:`controller.core.redaction`)."""
+    found = redaction.needles(secrets)
+    if not found or not any(n in envelope.raw for n in found):
         return envelope
 
     def scrub(text: str | None) -> str | None:
-        if text is None:
-            return None
-        for needle in needles:
-            text = text.replace(needle, _REDACTED)
-        return text
+        return None if text is None else redaction.scrub(text, found)
 
     details = envelope.details
-    if details is not None and any(n in repr(details) for n in needles):
-        details = _REDACTED
+    if details is not None and any(n in repr(details) for n in found):
+        details = redaction.REDACTED
     return replace(
         envelope,
         error=scrub(envelope.error),

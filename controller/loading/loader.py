@@ -165,6 +165,19 @@ def _get(data: Any, path: PathParts) -> Any:
     return data
 
 
+def _referenced_env(data: dict[str, Any]) -> set[str]:
+    """Env names whose value is a reference: secret, by :mod:`controller.core.redaction`."""
+    out: set[str] = set()
+    for where in _env_maps(data):
+        try:
+            env = _get(data, where)
+        except (KeyError, IndexError, TypeError):
+            continue
+        if isinstance(env, dict):
+            out.update(k for k, v in env.items() if isinstance(v, str) and _REF.match(v))
+    return out
+
+
 def _resolve_refs(
     data: dict[str, Any], environ: Mapping[str, str], base_dir: Path
 ) -> list[tuple[PathParts, str]]:
@@ -241,7 +254,7 @@ def _from_issues(file: str, issues: list[Issue], data: Any, marks: Marks) -> lis
     seen: set[tuple[PathParts, str]] = set()
     for issue in issues:
         mark, path, exists = _locate(issue.loc, data, marks)
-        if exists and issue.msg == "unknown field":
+        if exists and issue.msg.startswith("unknown field"):
             mark = marks.keys.get(path, mark)  # point at the misspelt key itself
         if (path, issue.msg) in seen:
             continue
@@ -291,11 +304,12 @@ def _load_text(
         return _Loaded(None, None, [_error(source, marks.values.get(()), (), "expected a mapping")])
     app_mark = marks.values.get(("app",))
     name = data["app"] if isinstance(data.get("app"), str) else name
+    referenced = _referenced_env(data)
     problems = _resolve_refs(data, environ, base_dir)
     errors = [_error(source, marks.values.get(path), path, msg) for path, msg in problems]
     try:  # validate even when a reference failed, to report every problem in one go
         file = DesiredFile.model_validate(data)
-        app = build_app(file, source)
+        app = build_app(file, source, referenced=referenced)
     except ValidationError as exc:
         errors.extend(_from_issues(source, issues_from(exc), data, marks))
     except DesiredStateInvalid as exc:

@@ -20,11 +20,12 @@ Nothing here performs I/O; :mod:`controller.loading.loader` reads files, resolve
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
+from controller.core.redaction import env_is_secret
 from controller.model.flyconfig import (
     FLY_METADATA_PREFIX,
     DNSConfig,
@@ -56,6 +57,8 @@ from controller.model.flyconfig import (
     format_go_duration,
     parse_go_duration,
 )
+from controller.model.regions import FLY_REGIONS, REGIONS_AS_OF
+from controller.model.suggest import did_you_mean, field_suggestion
 
 __all__ = [
     "DEFAULT_MAX_CREATE",
@@ -98,6 +101,7 @@ __all__ = [
     "build_app",
     "deep_merge",
     "format_go_duration",
+    "image_problem",
     "issues_from",
     "parse_app",
     "parse_go_duration",
@@ -146,7 +150,10 @@ def _group_name(value: str) -> str:
 
 def _region(value: str) -> str:
     if not _REGION.match(value):
-        raise ValueError(f"invalid region {value!r}: Fly region codes are 3 lowercase letters")
+        raise ValueError(
+            f"invalid region {value!r}: Fly region codes are 3 lowercase letters"
+            + did_you_mean(value.lower(), FLY_REGIONS)
+        )
     return value
 
 
@@ -212,6 +219,13 @@ class DesiredFile(StrictModel):
     """Refuse a plan creating more than this many machines at once."""
     paused: bool = False
     """Plan and change nothing for this app (an operator is fixing it by hand)."""
+    sensitive: list[str] = Field(default_factory=list)
+    """Env names whose values are secret although written literally (shown as (sensitive))."""
+    allow_latest: bool = False
+    """Accept images without a tag or digest (or tagged ``latest``): a new push of the same
+    tag never rolls out, because every later plan sees the same reference."""
+    allow_unknown_regions: bool = False
+    """Accept region codes missing from :data:`~controller.model.regions.FLY_REGIONS`."""
 
 
 # ------------------------------------------------------------------------------ resolved models
@@ -224,6 +238,9 @@ class DesiredGroup(StrictModel):
     regions: dict[Region, NonNegative]
     config: MachineConfig
     update: UpdatePolicy
+    shown_env: frozenset[str] = frozenset()
+    """Env names whose values plans may show (literal in the file and not secret by
+    :func:`~controller.core.redaction.env_is_secret`); any other env value is sensitive."""
 
     @property
     def size(self) -> int:
@@ -288,7 +305,7 @@ def issues_from(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> l
     for err in error.errors(include_input=False, include_url=False):
         kind = err["type"]
         if kind == "extra_forbidden":
-            msg = "unknown field"
+            msg = "unknown field" + field_suggestion(DesiredFile, (*prefix, *err["loc"]))
         elif kind == "missing":
             msg = "required field missing"
         elif kind == "string_type" and "env" in err["loc"]:
@@ -314,13 +331,70 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 _DEFAULT_GUEST = ("shared", 1)
 
 
-def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
+def image_problem(ref: str) -> str | None:
+    """Why an image reference is unsafe to reconcile (no tag nor digest, or ``latest``), else
+    None.  Fly resolves such a reference at create time; a later push of the same tag changes
+    nothing in the config, so no plan ever shows it and it never rolls out."""
+    name, at, _digest = ref.partition("@")
+    if at:
+        return None
+    last = name.rsplit("/", 1)[-1]
+    _, colon, tag = last.partition(":")
+    if not colon:
+        return (
+            f"image {ref!r} has no tag or digest: pin a tag (:v42) or a digest (@sha256:...), "
+            "or set allow_latest: true"
+        )
+    if tag == "latest":
+        return (
+            f"image {ref!r} is tagged latest: a new push never rolls out; pin a tag or a "
+            "digest, or set allow_latest: true"
+        )
+    return None
+
+
+def _env_entries(config: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Every (name, value) of a wire config's env maps (the config's, processes', containers')."""
+    maps = [config.get("env")]
+    for key in ("processes", "containers"):
+        items = config.get(key)
+        if isinstance(items, list):
+            maps.extend(item.get("env") for item in items if isinstance(item, Mapping))
+    return [(k, v) for env in maps if isinstance(env, Mapping) for k, v in env.items()]
+
+
+def _shown_env(
+    config: MachineConfig, *, referenced: frozenset[str], listed: frozenset[str]
+) -> frozenset[str]:
+    """Env names whose values a plan may show: the one rule of :mod:`controller.core.redaction`,
+    applied to every env map of the config; a name secret in one map is secret in all."""
+    entries = _env_entries(config.to_wire())
+    secret = {
+        name
+        for name, value in entries
+        if env_is_secret(
+            name,
+            value,
+            referenced=name in referenced or (isinstance(value, str) and value.startswith("${")),
+            listed=name in listed,
+        )
+    }
+    return frozenset(name for name, _ in entries if name not in secret)
+
+
+def build_app(
+    file: DesiredFile, source: str | None = None, *, referenced: Collection[str] = ()
+) -> DesiredApp:
     """Merge ``defaults.config`` under every group and check the merged configs.
 
-    Raises :class:`DesiredStateInvalid` with locations inside the file.
+    ``referenced`` names the env keys whose values the loader resolved from ``${ENV:..}`` /
+    ``${FILE:..}`` references (secret, never shown).  Raises :class:`DesiredStateInvalid` with
+    locations inside the file.
     """
     issues: list[Issue] = []
     base = file.defaults.config.model_dump(mode="json", exclude_none=True)
+    listed = frozenset(file.sensitive)
+    declared_env: set[str] = set()
     groups = []
     for name, spec in file.groups.items():
         where: tuple[str | int, ...] = ("groups", name, "config")
@@ -332,6 +406,21 @@ def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
             continue
         if config.image is None:
             issues.append(Issue((*where, "image"), "an image is required (here or in defaults)"))
+        elif not file.allow_latest and (problem := image_problem(config.image)) is not None:
+            in_group = spec.config.image is not None
+            issues.append(Issue((*where, "image") if in_group else _DEFAULT_IMAGE, problem))
+        if not file.allow_unknown_regions:
+            for region in spec.regions:
+                if region not in FLY_REGIONS:
+                    hint = did_you_mean(region, FLY_REGIONS) or (
+                        "; set allow_unknown_regions: true for a region newer than the list"
+                    )
+                    issues.append(
+                        Issue(
+                            ("groups", name, "regions", region),
+                            f"unknown Fly region {region!r} (list as of {REGIONS_AS_OF}){hint}",
+                        )
+                    )
         guest = config.guest or MachineGuest()
         kind_cpus = (guest.cpu_kind or "shared", guest.cpus or 1)
         if guest.memory_mb is None and kind_cpus != _DEFAULT_GUEST:
@@ -342,9 +431,27 @@ def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
                     "memory_mb is required when the guest is not shared-cpu-1x",
                 )
             )
+        declared_env.update(n for n, _ in _env_entries(config.to_wire()))
         groups.append(
-            DesiredGroup(name=name, regions=dict(spec.regions), config=config, update=spec.update)
+            DesiredGroup(
+                name=name,
+                regions=dict(spec.regions),
+                config=config,
+                update=spec.update,
+                shown_env=_shown_env(config, referenced=frozenset(referenced), listed=listed),
+            )
         )
+    for i, listed_name in enumerate(file.sensitive):
+        if groups and listed_name not in declared_env:
+            issues.append(
+                Issue(
+                    ("sensitive", i),
+                    f"{listed_name!r} is not an env name of any group"
+                    + did_you_mean(listed_name, declared_env),
+                )
+            )
+    # one issue per location: the defaults' image is reported once, not once per group
+    issues = list(dict.fromkeys(issues))
     if issues:
         raise DesiredStateInvalid(issues)
     return DesiredApp(
@@ -357,6 +464,9 @@ def build_app(file: DesiredFile, source: str | None = None) -> DesiredApp:
         source=source,
         paused="paused: true in the file" if file.paused else None,
     )
+
+
+_DEFAULT_IMAGE: tuple[str | int, ...] = ("defaults", "config", "image")
 
 
 def parse_app(data: Mapping[str, Any], source: str | None = None) -> DesiredApp:

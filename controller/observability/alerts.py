@@ -8,7 +8,7 @@ their sinks without ever blocking the reconcile loop (DESIGN.md 8).
   **bad desired state** at once) it **fires**; keys of the same scope that the pass did not
   see **resolve**, with a notice if they had fired.
 * **Sinks** receive :class:`Notice` records (``firing``, ``reminder``, ``resolved``):
-  :class:`LogSink` (the log), :class:`GaugeSink` (the ``alerts_firing{condition}`` gauge) and
+  :class:`LogSink` (the log), :class:`GaugeSink` (the ``alerts_firing{app,condition}`` gauge) and
   :class:`WebhookSink` (a JSON POST with a Slack-compatible ``text`` field).  A firing alert
   is re-notified every ``renotify_interval`` (:meth:`Alerts.remind`, driven by
   :meth:`Alerts.run`).
@@ -302,24 +302,25 @@ class LogSink:
 
 
 class GaugeSink:
-    """Keeps ``set_count(condition, firing)`` equal to the number of alerts firing."""
+    """Keeps ``set_count(app, condition, firing)`` equal to the number of alerts firing.
 
-    def __init__(self, set_count: Callable[[str, int], None]) -> None:
+    A series appears with the first alert of its (app, condition) and goes back to 0 when the
+    last resolves; apps come from the desired-state files, so the label set stays bounded.
+    """
+
+    def __init__(self, set_count: Callable[[str, str, int], None]) -> None:
         self._set = set_count
-        self._firing: dict[str, int] = {}
-        for condition in Condition:  # every series exists from the start, at 0
-            self._firing[condition.value] = 0
-            self._set(condition.value, 0)
+        self._firing: dict[tuple[str, str], int] = {}
 
     def notify(self, notice: Notice) -> None:
-        condition = notice.key.condition.value
+        key = (notice.key.app, notice.key.condition.value)
         if notice.kind == "firing":
-            self._firing[condition] = self._firing.get(condition, 0) + 1
+            self._firing[key] = self._firing.get(key, 0) + 1
         elif notice.kind == "resolved":
-            self._firing[condition] = max(0, self._firing.get(condition, 0) - 1)
+            self._firing[key] = max(0, self._firing.get(key, 0) - 1)
         else:
             return
-        self._set(condition, self._firing[condition])
+        self._set(*key, self._firing[key])
 
 
 @dataclass

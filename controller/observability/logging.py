@@ -8,9 +8,11 @@ composition root):
   Kubernetes; ``text`` writes ``time LEVEL logger: message key=value ...`` for people; ``auto``
   picks text on a terminal and JSON otherwise.
 * **redaction**: a :class:`RedactionFilter` on the handler rewrites every record before it is
-  formatted, and the formatter scrubs its output once more: the API token, every desired-state
-  ``env`` value (registered with :meth:`Redactor.update`), the alert webhook URL, ``Authorization``
-  header values and bearer / ``FlyV1`` tokens become ``[redacted]`` wherever they appear: in
+  formatted, and the formatter scrubs its output once more: the API token, every secret
+  desired-state value (registered with :meth:`Redactor.update`; which values are secret, and
+  the minimum length, is the one rule of :mod:`controller.core.redaction`), the alert webhook
+  URL, ``Authorization`` header values and bearer / ``FlyV1`` tokens become
+  :data:`~controller.core.redaction.REDACTED` wherever they appear: in
   the message, its arguments, ``extra`` fields (nested too), exception texts (including an
   exception whose text echoes a request body) and stack traces.
 
@@ -29,6 +31,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TextIO
 
+from controller.core import redaction
+
 __all__ = [
     "ACTION_FIELDS",
     "REDACTED",
@@ -41,7 +45,7 @@ __all__ = [
     "configure_logging",
 ]
 
-REDACTED = "[redacted]"
+REDACTED = redaction.REDACTED
 
 #: The fields of every action event, in this order.
 ACTION_FIELDS = (
@@ -54,10 +58,6 @@ ACTION_FIELDS = (
     "error_class",
     "request_id",
 )
-
-#: Env values shorter than this are not scrubbed: masking ``info`` or ``1`` everywhere would
-#: destroy the logs while protecting nothing a short value could hide.  The token is always.
-MIN_ENV_SECRET_LEN = 8
 
 _PATTERNS = (
     # Authorization: Bearer x / "authorization": "x" / authorization=x
@@ -112,33 +112,34 @@ class Redactor:
         self._needles: tuple[str, ...] = ()
 
     def add_secrets(self, *secrets: str | None) -> None:
-        """Always mask these (the token, the webhook URL), whatever their length."""
+        """Always mask these (the token, the webhook URL); they stay across :meth:`update`.
+
+        Like every secret, masked in free text from :data:`~controller.core.redaction.
+        MIN_SECRET_LEN` characters on (the one rule of :mod:`controller.core.redaction`)."""
         with self._lock:
             self._fixed = self._fixed | {s for s in secrets if s and s.strip()}
             self._rebuild()
 
     def update(self, env_values: Iterable[str]) -> None:
-        """Replace the desired-state env values to mask (after every load)."""
+        """Replace the desired-state secret values to mask (after every load)."""
         with self._lock:
-            self._env = frozenset(v for v in env_values if len(v) >= MIN_ENV_SECRET_LEN)
+            self._env = frozenset(env_values)
             self._rebuild()
 
     def _rebuild(self) -> None:
         needles: set[str] = set()
-        for secret in self._fixed | self._env:
+        for secret in redaction.needles(self._fixed | self._env):
             # The secret as written, and as it appears inside JSON or a repr(), twice over
             # (a repr of an exception whose text holds a JSON request body).
             forms = {secret}
             for _ in range(2):
                 forms |= {_json_escaped(f) for f in forms} | {_repr_escaped(f) for f in forms}
             needles |= forms
-        self._needles = tuple(sorted((n for n in needles if n), key=len, reverse=True))
+        self._needles = redaction.needles(needles)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret and credential-looking value masked."""
-        for needle in self._needles:
-            if needle in text:
-                text = text.replace(needle, REDACTED)
+        text = redaction.scrub(text, self._needles)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text

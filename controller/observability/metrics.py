@@ -6,14 +6,14 @@ prometheus-client's global default registry, so tests build as many as they like
 the prefix ``machine_reconciler_``:
 
 ========================================================  =========  =========================
-``reconcile_runs_total{result}``                          counter    one per app pass
+``reconcile_runs_total{app,result}``                      counter    one per app pass
 ``reconcile_duration_seconds``                            histogram  one app pass
-``actions_total{action,outcome}``                         counter    one per machine action
+``actions_total{app,action,outcome}``                     counter    one per machine action
 ``api_requests_total{endpoint,code}``                     counter    one per HTTP attempt
 ``api_request_duration_seconds{endpoint}``                histogram  one HTTP attempt
 ``conflicts_total{kind}``                                 counter    409s: version, lease
 ``drift_machines{app}``                                   gauge      machines left out of sync
-``alerts_firing{condition}``                              gauge      alerts firing now
+``alerts_firing{app,condition}``                          gauge      alerts firing now
 ``lease_wait_seconds``                                    histogram  waits for others' leases
 ``last_successful_pass_timestamp_seconds``                gauge      unix time of the last pass
 ``app_paused{app}``                                       gauge      1 while an app is paused
@@ -21,6 +21,10 @@ the prefix ``machine_reconciler_``:
 
 This module knows nothing of the executor or the API client: the daemon translates their events
 into the small methods below.
+
+The ``app`` label has bounded cardinality: apps come from the desired-state files (one series
+set per declared app, dropped by :meth:`Metrics.forget_app` when an app leaves), never from
+what the API returns.  Alerts not about one app use ``app="-"``.
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ class Metrics:
         r = self.registry
         self.reconcile_runs = Counter(
             PREFIX + "reconcile_runs_total",
-            "App reconcile passes by result (converged, partial, lease_blocked, refused, "
-            "failed, cancelled).",
-            ["result"],
+            "App reconcile passes by app and result (converged, partial, lease_blocked, "
+            "refused, failed, cancelled).",
+            ["app", "result"],
             registry=r,
         )
         self.reconcile_duration = Histogram(
@@ -60,8 +64,8 @@ class Metrics:
         )
         self.actions = Counter(
             PREFIX + "actions_total",
-            "Machine actions by kind (create, update, destroy, noop) and outcome.",
-            ["action", "outcome"],
+            "Machine actions by app, kind (create, update, destroy, noop) and outcome.",
+            ["app", "action", "outcome"],
             registry=r,
         )
         self.api_requests = Counter(
@@ -91,8 +95,8 @@ class Metrics:
         )
         self.alerts = Gauge(
             PREFIX + "alerts_firing",
-            "Alerts firing now, by condition.",
-            ["condition"],
+            "Alerts firing now, by app and condition.",
+            ["app", "condition"],
             registry=r,
         )
         self.lease_wait = Histogram(
@@ -125,14 +129,14 @@ class Metrics:
             return
         self.app_paused.labels(app=app).set(1 if paused else 0)
 
-    def reconcile_run(self, result: str, duration: float) -> None:
-        """One app pass ended with ``result`` after ``duration`` seconds."""
-        self.reconcile_runs.labels(result=result).inc()
+    def reconcile_run(self, app: str, result: str, duration: float) -> None:
+        """One pass of ``app`` ended with ``result`` after ``duration`` seconds."""
+        self.reconcile_runs.labels(app=app, result=result).inc()
         self.reconcile_duration.observe(max(0.0, duration))
 
-    def action(self, action: str, outcome: str) -> None:
-        """One machine action ended."""
-        self.actions.labels(action=action, outcome=outcome).inc()
+    def action(self, app: str, action: str, outcome: str) -> None:
+        """One machine action of ``app`` ended."""
+        self.actions.labels(app=app, action=action, outcome=outcome).inc()
 
     def api_request(self, endpoint: str, status: int | None, duration: float) -> None:
         """One API attempt; ``status`` is None when no response arrived."""
@@ -149,13 +153,14 @@ class Metrics:
         self.drift.labels(app=app).set(machines)
 
     def forget_app(self, app: str) -> None:
-        """``app`` left the desired state (or this shard): drop its series."""
+        """``app`` left the desired state (or this shard): drop its series (the gauges; the
+        counters keep their totals, as Prometheus counters must)."""
         with contextlib.suppress(KeyError):
             self.drift.remove(app)
 
-    def set_alerts(self, condition: str, firing: int) -> None:
-        """``firing`` alerts of ``condition`` are firing now."""
-        self.alerts.labels(condition=condition).set(firing)
+    def set_alerts(self, app: str, condition: str, firing: int) -> None:
+        """``firing`` alerts of ``condition`` about ``app`` are firing now."""
+        self.alerts.labels(app=app, condition=condition).set(firing)
 
     def lease_waited(self, seconds: float) -> None:
         """A wait for someone else's lease ended after ``seconds``."""

@@ -23,7 +23,8 @@ in the machine's top-level ``image_ref``, which is not part of the config and ne
 Identity metadata (``reconciler/*``) is excluded here and compared separately by the planner.
 
 Also here: :func:`spec_hash` (the ``reconciler/spec`` tag), which fields are sensitive
-(:data:`SENSITIVE_PATTERNS`: every ``env`` value, inline file contents), and :func:`diff`, the
+(:data:`SENSITIVE_PATTERNS`: env values not listed as shown, inline file contents), and
+:func:`diff`, the
 field-level diff whose sensitive values are replaced by :data:`REDACTED` at the source.
 """
 
@@ -41,6 +42,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
+from controller.core import redaction
 from controller.model.actual import RECONCILER_PREFIX
 from controller.model.desired import DesiredApp
 from controller.model.flyconfig import (
@@ -518,10 +520,12 @@ SENSITIVE_PATTERNS: tuple[str, ...] = (
     "containers[].env.*",
     "containers[].files[].raw_value",
 )
-"""Fields whose values are never shown: every env value (resolved ``${ENV:..}`` and
-``${FILE:..}`` references included) and inline file contents."""
+"""Fields whose values may be secret: env values (shown only when the desired group lists the
+name in ``shown_env``, i.e. written literally and not secret by the one rule of
+:mod:`controller.core.redaction`) and inline file contents (never shown)."""
 
 _SENSITIVE = tuple(tuple(_split_pattern(p)) for p in SENSITIVE_PATTERNS)
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 def _step_matches(part: str | int, step: str) -> bool:
@@ -532,12 +536,24 @@ def _step_matches(part: str | int, step: str) -> bool:
     return part == step
 
 
-def is_sensitive_parts(parts: PathParts) -> bool:
-    """Whether a field path (as parts) is, or contains, a sensitive value."""
+def is_sensitive_parts(parts: PathParts, shown: frozenset[str] = _NO_NAMES) -> bool:
+    """Whether a field path (as parts) is, or contains, a sensitive value.
+
+    ``shown``: env names whose values may be shown (:attr:`DesiredGroup.shown_env
+    <controller.model.desired.DesiredGroup.shown_env>`); an env value of any other name is
+    sensitive, so a name only the live side has (being removed) is never shown.
+    """
     for pattern in _SENSITIVE:
         # a path below a sensitive field, or above one (its value contains the secret)
         if all(_step_matches(p, step) for p, step in zip(parts, pattern, strict=False)):
-            return True
+            literal_env = (
+                len(parts) == len(pattern)
+                and pattern[-2] == "env"
+                and isinstance(parts[-1], str)
+                and parts[-1] in shown
+            )
+            if not literal_env:
+                return True
     return False
 
 
@@ -570,17 +586,19 @@ def _parse_path(path: str) -> PathParts:
     return tuple(parts)
 
 
-def is_sensitive(path: str) -> bool:
+def is_sensitive(path: str, shown: frozenset[str] = _NO_NAMES) -> bool:
     """Whether a formatted field path (``env.DB_URL``, ``files[0]``) holds a sensitive value."""
-    return is_sensitive_parts(_parse_path(path))
+    return is_sensitive_parts(_parse_path(path), shown)
 
 
-def _sensitive_leaves(config: Mapping[str, Any]) -> list[tuple[PathParts, Any]]:
+def _sensitive_leaves(
+    config: Mapping[str, Any], shown: frozenset[str] = _NO_NAMES
+) -> list[tuple[PathParts, Any]]:
     """Every (path, value) of a config whose value is sensitive (a leaf, never a container)."""
     found: list[tuple[PathParts, Any]] = []
 
     def visit(value: Any, parts: PathParts) -> None:
-        if parts and is_sensitive_parts(parts) and not isinstance(value, Mapping | list):
+        if parts and is_sensitive_parts(parts, shown) and not isinstance(value, Mapping | list):
             found.append((parts, value))
             return
         if isinstance(value, Mapping):
@@ -594,26 +612,27 @@ def _sensitive_leaves(config: Mapping[str, Any]) -> list[tuple[PathParts, Any]]:
     return found
 
 
-def sensitive_paths(config: Mapping[str, Any]) -> list[str]:
+def sensitive_paths(config: Mapping[str, Any], shown: frozenset[str] = _NO_NAMES) -> list[str]:
     """Every concrete sensitive field path present in a config, sorted."""
-    return sorted(format_path(parts) for parts, _ in _sensitive_leaves(config))
+    return sorted(format_path(parts) for parts, _ in _sensitive_leaves(config, shown))
 
 
 def sensitive_values(apps: Iterable[DesiredApp]) -> list[str]:
-    """Every sensitive string of the apps' configs (env values, file contents): what the log
-    redactor must mask.  Uses the same :data:`SENSITIVE_PATTERNS` as plans and diffs."""
+    """Every sensitive string of the apps' configs (secret env values, file contents): what the
+    log redactor must mask.  The same rule as plans and diffs (values a plan shows are not
+    secrets, so the logs need not hide them)."""
     return [
         value
         for app in apps
         for group in app.groups
-        for _, value in _sensitive_leaves(group.config.to_wire())
+        for _, value in _sensitive_leaves(group.config.to_wire(), group.shown_env)
         if isinstance(value, str)
     ]
 
 
 # ------------------------------------------------------------------------------ diff
 
-REDACTED = "(sensitive)"
+REDACTED = redaction.REDACTED
 """Stands in for a sensitive value in a :class:`FieldChange` (the value itself is never kept)."""
 
 
@@ -635,16 +654,19 @@ def _is_leaf(value: Any) -> bool:
     return True
 
 
-def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FieldChange]:
+def diff(
+    before: Mapping[str, Any], after: Mapping[str, Any], *, shown: frozenset[str] = _NO_NAMES
+) -> list[FieldChange]:
     """Field-level changes from ``before`` to ``after`` (both canonical), sorted by path.
 
-    Maps are compared key by key and lists of objects index by index, so an added service shows
+    ``shown``: env names whose values may appear (see :func:`is_sensitive_parts`).  Maps are
+    compared key by key and lists of objects index by index, so an added service shows
     as its leaf fields; lists of scalars (``handlers``, ``cmd``) are one value.
     """
     changes: list[FieldChange] = []
 
     def leaf(parts: PathParts, old: Any, new: Any) -> None:
-        if is_sensitive_parts(parts):
+        if is_sensitive_parts(parts, shown):
             old = None if old is None else REDACTED
             new = None if new is None else REDACTED
             changes.append(FieldChange(format_path(parts), old, new, True))

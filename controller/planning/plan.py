@@ -303,7 +303,7 @@ class _Target:
             extra=extra,
             canonical=canon,
             hash=spec_hash(canon),
-            create_diff=tuple(diff({}, wire)),
+            create_diff=tuple(diff({}, wire, shown=group.shown_env)),
         )
 
     def request(self, slot: str, live: LiveMachine | None = None) -> dict[str, Any]:
@@ -339,7 +339,10 @@ class _LiveView:
     def diff_to(self, target: _Target) -> tuple[FieldChange, ...]:
         found = self.diffs.get(id(target))
         if found is None:
-            found = self.diffs[id(target)] = tuple(diff(self.canonical, target.canonical))
+            shown = target.group.shown_env
+            found = self.diffs[id(target)] = tuple(
+                diff(self.canonical, target.canonical, shown=shown)
+            )
         return found
 
 

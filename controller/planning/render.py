@@ -5,27 +5,39 @@ Text::
     acme-web (desired_state/acme-web.yaml)
       + create web-ams-1 (group web, region ams): slot has no machine
           + image: "registry.fly.io/acme-web:v42"
-          + env.LOG_LEVEL: (sensitive)
+          + env.LOG_LEVEL: "info"
+          + env.DB_URL: (sensitive)
       ~ update 3d8d413b29d089 web-ams-0 (group web, region ams): desired config changed
           ~ guest.memory_mb: 256 -> 512
       - destroy 148e123c29d0e8 web-iad-1 (group web, region iad): scale down: web wants 1 in iad
 
     Plan: 1 to create, 1 to update, 1 to destroy.
 
-Sensitive values (every ``env`` value, inline file contents) print as ``(sensitive)``: the line
-says the field changed, never the value nor anything derived from it.  The plan itself never
+Sensitive values (``env`` values that are secret by the rule of
+:mod:`controller.core.redaction`, inline file contents) print as ``(sensitive)``: the line says
+the field changed, never the value nor anything derived from it.  Literal env values written in
+the file are shown.  The plan itself never
 holds those values in its diffs (:data:`controller.planning.normalize.REDACTED`), and the request
 configs inside actions are never printed.
 
-JSON (:func:`to_json`): ``{"format_version": 1, "summary": {...}, "apps": [...],
-"machines": [...]}`` with one record per machine (actions, no-ops, drift reports, unmanaged and
-orphaned machines), every record with the same keys, keys sorted, order deterministic.
+JSON (:func:`to_json`): ``{"format_version": 2, "summary": {...}, "apps": [...],
+"machines": [...], "errors": [...]}`` with one record per machine (actions, no-ops, drift
+reports, unmanaged and orphaned machines), every record with the same keys, keys sorted, order
+deterministic.  The shape is a JSON Schema shipped with the package
+(``controller/planning/plan-output.schema.json``, :data:`SCHEMA_PATH`).
+
+A failure is never printed as "No changes": every app that could not be planned (its machines
+could not be listed, or its file is invalid) is a :class:`PlanError`, named in the text summary
+and in the JSON ``errors`` list, and its entry in ``apps`` has ``status: failed`` (or
+``invalid``).  Each app's ``status`` is one of :data:`APP_STATUSES`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from controller.planning.normalize import REDACTED, FieldChange
@@ -38,10 +50,56 @@ from controller.planning.plan import (
     Update,
 )
 
-__all__ = ["FORMAT_VERSION", "render", "summary_line", "to_document", "to_json"]
+__all__ = [
+    "APP_STATUSES",
+    "FORMAT_VERSION",
+    "SCHEMA_PATH",
+    "PlanError",
+    "app_status",
+    "render",
+    "summary_line",
+    "to_document",
+    "to_json",
+]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: ``errors`` and ``apps[].status`` (1 had neither: a failed app was missing)."""
+SCHEMA_PATH = Path(__file__).with_name("plan-output.schema.json")
+"""The JSON Schema of :func:`to_document` (package data)."""
 _INDENT = "  "
+
+APP_STATUSES = ("changes", "in_sync", "drift", "refused", "paused", "failed", "invalid")
+"""``changes``: the plan changes machines; ``in_sync``: nothing to do; ``drift``: a
+``detect_only`` app is out of sync (not corrected); ``refused``: a safety budget refused the
+plan; ``paused``: the app is paused and nothing is planned; ``failed``: the app could not be
+planned (API error); ``invalid``: its desired-state file is invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanError:
+    """An app that could not be planned: why, and the Fly request id when there is one."""
+
+    app: str
+    error_class: str
+    message: str
+    request_id: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "invalid" if self.error_class == "invalid_desired_state" else "failed"
+
+
+def app_status(plan: AppPlan) -> str:
+    """The ``status`` of a planned app (see :data:`APP_STATUSES`)."""
+    if plan.refused:
+        return "refused"
+    if plan.paused:
+        return "paused"
+    if plan.has_changes:
+        return "changes"
+    if plan.drift:
+        return "drift"
+    return "in_sync"
 
 
 def _plans(plans: AppPlan | Sequence[AppPlan]) -> Sequence[AppPlan]:
@@ -141,9 +199,20 @@ def _render_app(plan: AppPlan) -> list[str]:
     return lines
 
 
-def summary_line(plans: AppPlan | Sequence[AppPlan]) -> str:
-    """``Plan: N to create, M to update, K to destroy.`` or ``No changes.``"""
+def summary_line(plans: AppPlan | Sequence[AppPlan], errors: Sequence[PlanError] = ()) -> str:
+    """``Plan: N to create, M to update, K to destroy.`` or ``No changes.``; with errors it
+    starts ``Failed: app (class), ...`` and never claims "No changes" for them."""
     items = _plans(plans)
+    base = _counts_line(items)
+    if not errors:
+        return base
+    failed = ", ".join(f"{e.app} ({e.error_class})" for e in errors)
+    if not items:
+        return f"Failed: {failed}. Nothing was planned."
+    return f"Failed: {failed}. The other {len(items)} app(s): {base}"
+
+
+def _counts_line(items: Sequence[AppPlan]) -> str:
     creates = sum(len(p.creates) for p in items)
     updates = sum(len(p.updates) for p in items)
     destroys = sum(len(p.destroys) for p in items)
@@ -160,10 +229,17 @@ def summary_line(plans: AppPlan | Sequence[AppPlan]) -> str:
     return line
 
 
-def render(plans: AppPlan | Sequence[AppPlan]) -> str:
-    """Terraform-like text for one or several app plans, ending with the summary line."""
+def render(plans: AppPlan | Sequence[AppPlan], errors: Sequence[PlanError] = ()) -> str:
+    """Terraform-like text for one or several app plans (and the apps that could not be
+    planned), ending with the summary line."""
     blocks = ["\n".join(_render_app(p)) for p in _plans(plans)]
-    return "\n\n".join([*blocks, summary_line(plans)]) + "\n"
+    for error in errors:
+        request = f" (fly-request-id {error.request_id})" if error.request_id else ""
+        blocks.append(
+            f"{error.app}\n{_INDENT}ERROR {error.error_class}: {error.message}{request}. "
+            "Not planned."
+        )
+    return "\n\n".join([*blocks, summary_line(plans, errors)]) + "\n"
 
 
 # ------------------------------------------------------------------------------ JSON
@@ -268,7 +344,9 @@ def _drift_record(app: str, report: DriftReport) -> dict[str, Any]:
     )
 
 
-def to_document(plans: AppPlan | Sequence[AppPlan]) -> dict[str, Any]:
+def to_document(
+    plans: AppPlan | Sequence[AppPlan], errors: Sequence[PlanError] = ()
+) -> dict[str, Any]:
     """The machine-readable plan as plain data (see the module docstring for the shape)."""
     items = _plans(plans)
     return {
@@ -280,11 +358,13 @@ def to_document(plans: AppPlan | Sequence[AppPlan]) -> dict[str, Any]:
             "noop": sum(len(p.actions) - len(p.changes) for p in items),
             "drift": sum(len(p.drift) for p in items),
             "refused_apps": [p.app for p in items if p.refused],
-            "text": summary_line(items),
+            "failed_apps": [e.app for e in errors],
+            "text": summary_line(items, errors),
         },
         "apps": [
             {
                 "app": p.app,
+                "status": app_status(p),
                 "source": p.source,
                 "refused": p.refused.reason if p.refused else None,
                 "needs_relist": p.needs_relist,
@@ -294,11 +374,34 @@ def to_document(plans: AppPlan | Sequence[AppPlan]) -> dict[str, Any]:
                 "paused": p.paused,
             }
             for p in items
+        ]
+        + [
+            {
+                "app": e.app,
+                "status": e.status,
+                "source": None,
+                "refused": None,
+                "needs_relist": False,
+                "detect_only": False,
+                "managed_count": None,
+                "spec_hashes": {},
+            }
+            for e in errors
         ],
         "machines": [record for p in items for record in _machine_records(p)],
+        "errors": [
+            {
+                "app": e.app,
+                "class": e.error_class,
+                "message": e.message,
+                "request_id": e.request_id,
+            }
+            for e in errors
+        ],
     }
 
 
-def to_json(plans: AppPlan | Sequence[AppPlan]) -> str:
+def to_json(plans: AppPlan | Sequence[AppPlan], errors: Sequence[PlanError] = ()) -> str:
     """:func:`to_document` as indented JSON text with sorted keys (stable across runs)."""
-    return json.dumps(to_document(plans), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    document = to_document(plans, errors)
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -119,29 +119,43 @@ def test_deep_merge_leaves_inputs_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("config", "loc"),
+    ("config", "loc", "hint"),
     [
-        ({"guest": {"memry_mb": 512}}, ("groups", "g", "config", "guest", "memry_mb")),
-        ({"imagee": "x"}, ("groups", "g", "config", "imagee")),
+        (
+            {"guest": {"memry_mb": 512}},
+            ("groups", "g", "config", "guest", "memry_mb"),
+            "; did you mean 'memory_mb'?",
+        ),
+        ({"imagee": "x"}, ("groups", "g", "config", "imagee"), "; did you mean 'image'?"),
         (
             {"services": [{"internal_port": 80, "portz": []}]},
             ("groups", "g", "config", "services", 0, "portz"),
+            "; did you mean 'ports'?",
         ),
         (
             {"checks": {"hc": {"type": "http", "intervl": "1s"}}},
             ("groups", "g", "config", "checks", "hc", "intervl"),
+            "; did you mean 'interval'?",
         ),
+        ({"zzzzqqq": 1}, ("groups", "g", "config", "zzzzqqq"), ""),
     ],
 )
-def test_unknown_fields_are_errors(config: dict[str, Any], loc: tuple[str | int, ...]) -> None:
-    """A misspelt key anywhere in a config is an 'unknown field' error with its path."""
-    assert (loc, "unknown field") in _issues(_doc(**config))
+def test_unknown_fields_are_errors_with_a_suggestion(
+    config: dict[str, Any], loc: tuple[str | int, ...], hint: str
+) -> None:
+    """A misspelt key anywhere in a config is an 'unknown field' error with its path and the
+    closest known field names (none when nothing is close)."""
+    assert (loc, "unknown field" + hint) in _issues(_doc(**config))
 
 
 def test_unknown_top_level_key_is_an_error() -> None:
-    """Typos at the top of the file (``prunne``) are errors, not ignored."""
+    """Typos at the top of the file (``prunne``) are errors, not ignored; ``region`` for
+    ``regions`` in a group gets the suggestion."""
     data = {**_doc(), "prunne": True}
-    assert (("prunne",), "unknown field") in _issues(data)
+    assert (("prunne",), "unknown field; did you mean 'prune'?") in _issues(data)
+    data = _doc()
+    data["groups"]["g"]["region"] = data["groups"]["g"].pop("regions")
+    assert (("groups", "g", "region"), "unknown field; did you mean 'regions'?") in _issues(data)
 
 
 @pytest.mark.parametrize("key", ["reconciler/slot", "reconciler/anything", "fly_process_group"])
@@ -382,3 +396,63 @@ def test_durations_in_configs_are_validated() -> None:
     """Check intervals must be valid, non-negative durations."""
     assert _issues(_doc(checks={"hc": {"type": "tcp", "interval": "soon"}}))
     assert _issues(_doc(checks={"hc": {"type": "tcp", "interval": "-1s"}}))
+
+
+def _with(**top: Any) -> dict[str, Any]:
+    return {**_doc(), **top}
+
+
+@pytest.mark.parametrize("image", ["nginx", "registry.fly.io/acme", "nginx:latest", "h:5000/img"])
+def test_images_without_tag_or_digest_are_errors(image: str) -> None:
+    """An untagged (or :latest) image is an error naming the fix, unless allow_latest."""
+    data = _doc()
+    data["groups"]["g"]["config"]["image"] = image
+    issues = _issues(data)
+    assert [loc for loc, _ in issues] == [("groups", "g", "config", "image")]
+    assert "allow_latest: true" in issues[0][1]
+    assert parse_app({**data, "allow_latest": True}).groups[0].config.image == image
+
+
+@pytest.mark.parametrize("image", ["nginx:1.25", "h:5000/img:v2", "nginx@sha256:" + "a" * 64])
+def test_pinned_images_are_accepted(image: str) -> None:
+    data = _doc()
+    data["groups"]["g"]["config"]["image"] = image
+    assert parse_app(data).groups[0].config.image == image
+
+
+def test_unknown_regions_are_errors_with_a_suggestion() -> None:
+    """Regions are checked against Fly's list (with its date); allow_unknown_regions opts out."""
+    from controller.model.regions import FLY_REGIONS, REGIONS_AS_OF
+
+    assert {"ams", "iad", "sin", "fra"} <= FLY_REGIONS
+    data = _doc()
+    data["groups"]["g"]["regions"] = {"xyz": 1, "asm": 1}
+    issues = dict(_issues(data))
+    assert (
+        f"unknown Fly region 'xyz' (list as of {REGIONS_AS_OF})"
+        in issues[("groups", "g", "regions", "xyz")]
+    )
+    assert "did you mean 'ams'" in issues[("groups", "g", "regions", "asm")]
+    app = parse_app({**data, "allow_unknown_regions": True})
+    assert app.groups[0].regions == {"xyz": 1, "asm": 1}
+    data["groups"]["g"]["regions"] = {"amss": 1}
+    assert "did you mean 'ams'" in _issues(data)[0][1]
+
+
+def test_env_values_shown_only_when_literal_and_not_secret() -> None:
+    """shown_env: literal values are shown; listed, secret-named, credential URLs and
+    (unresolved) references are not."""
+    data = _doc()
+    data["groups"]["g"]["config"]["env"] = {
+        "LOG_LEVEL": "info",
+        "API_TOKEN": "abc",
+        "LISTED": "x",
+        "DB_URL": "postgres://u:pw@db",
+        "REF": "${ENV:X}",
+    }
+    data["sensitive"] = ["LISTED"]
+    assert parse_app(data).groups[0].shown_env == {"LOG_LEVEL"}
+    data["sensitive"] = ["LISTD"]
+    assert _issues(data) == [
+        (("sensitive", 0), "'LISTD' is not an env name of any group; did you mean 'LISTED'?")
+    ]

@@ -54,7 +54,8 @@ def test_unknown_field_names_file_line_column_and_path() -> None:
             memry_mb: 512
     """
     assert _errors(text) == [
-        "desired_state/web.yaml:9:9: groups.web.config.guest.memry_mb: unknown field"
+        "desired_state/web.yaml:9:9: groups.web.config.guest.memry_mb: unknown field; "
+        "did you mean 'memory_mb'?"
     ]
 
 

@@ -358,7 +358,7 @@ def test_gone_machines_are_ignored() -> None:
 def test_group_names_with_dashes() -> None:
     """Slots are parsed from the right, so group names may contain dashes."""
     app = parse_app(
-        {"app": "a", "groups": {"web-api": {"regions": {"ams": 1}, "config": {"image": "x"}}}}
+        {"app": "a", "groups": {"web-api": {"regions": {"ams": 1}, "config": {"image": "x:1"}}}}
     )
     fly = FakeFly()
     live = fly.apply(plan(app, []), [])
@@ -493,7 +493,7 @@ def test_passthrough_changes_are_planned() -> None:
         "groups": {
             "g": {
                 "regions": {"ams": 1},
-                "config": {"image": "x", "x_passthrough": {"containers": [{"name": "a"}]}},
+                "config": {"image": "x:1", "x_passthrough": {"containers": [{"name": "a"}]}},
             }
         },
     }

@@ -25,6 +25,7 @@ def _app(regions: dict[str, int], image: str = "registry.fly.io/acme:v1", **top:
                     "config": {"image": image, "env": {"DB_URL": SECRET, "LOG_LEVEL": "info"}},
                 }
             },
+            "sensitive": ["DB_URL"],
             **top,
         },
         source="desired_state/acme.yaml",
@@ -67,11 +68,41 @@ def test_text_shows_creates_updates_destroys_and_summary() -> None:
 
 
 def test_sensitive_values_render_as_sensitive() -> None:
-    """A changed env value says it changed, never the value (old or new)."""
+    """A changed secret env value says it changed, never the value (old or new); a literal
+    value written in the file is shown, so a reviewer can review it."""
     text = render(_mixed_plan())
     assert "      ~ env.DB_URL: (sensitive) (changed)" in text.splitlines()
-    assert "      + env.LOG_LEVEL: (sensitive)" in text.splitlines()
+    assert '      + env.LOG_LEVEL: "info"' in text.splitlines()
     assert SECRET not in text
+
+
+def test_env_values_from_references_or_secret_names_stay_sensitive() -> None:
+    """${ENV:..} values, secret-looking names and names only the live side has are hidden."""
+    from controller.loading.loader import load_text
+
+    text = (
+        "app: acme\n"
+        "groups:\n"
+        "  web:\n"
+        "    regions: {ams: 1}\n"
+        "    config:\n"
+        "      image: registry.fly.io/acme:v1\n"
+        "      env: {FROM_ENV: '${ENV:ACME_X}', API_TOKEN: tok-literal-1, MODE: fast}\n"
+    )
+    app, errors = load_text(text, "acme.yaml", environ={"ACME_X": "from-the-environment"})
+    assert app is not None, errors
+    fly, _ = _fleet({"ams": 1})
+    live = fly.apply(plan(app, []), [])
+    rendered = render(plan(app, []))
+    assert "+ env.FROM_ENV: (sensitive)" in rendered
+    assert "+ env.API_TOKEN: (sensitive)" in rendered
+    assert '+ env.MODE: "fast"' in rendered
+    assert "from-the-environment" not in rendered
+    assert "tok-literal-1" not in rendered
+    gone = [replace(m, config={**m.config, "env": {"OLD": "was-a-secret"}}) for m in live]
+    removed = render(plan(app, gone))
+    assert "- env.OLD: (sensitive)" in removed
+    assert "was-a-secret" not in removed
 
 
 def test_unmanaged_machines_are_listed() -> None:
@@ -130,7 +161,7 @@ def test_orphans_and_detect_only_drift() -> None:
 def test_json_document_has_one_record_per_machine() -> None:
     """The JSON plan lists every machine (actions, unmanaged) with the same keys."""
     document = json.loads(to_json(_mixed_plan()))
-    assert document["format_version"] == 1
+    assert document["format_version"] == 2
     assert document["summary"]["create"] == 1
     assert document["summary"]["update"] == 2
     assert document["summary"]["destroy"] == 2

@@ -133,16 +133,16 @@ def test_reminders_follow_the_renotify_interval(fake_clock: FakeClock) -> None:
 
 
 def test_gauge_and_log_sinks(fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
-    """alerts_firing{condition} follows firing/resolved; the log sink writes ERROR events."""
+    """alerts_firing{app,condition} follows firing/resolved; the log sink writes ERROR events."""
     metrics = Metrics()
     alerts = Alerts(clock=fake_clock, sinks=[GaugeSink(metrics.set_alerts), LogSink()])
     gauge = "machine_reconciler_alerts_firing"
-    assert metrics.value(gauge, condition="auth") == 0
+    assert metrics.value(gauge, app=APP, condition="auth") is None, "no alert yet: no series"
     with caplog.at_level(logging.INFO, logger="controller.alerts"):
         alerts.observe([Observation(AUTH, "401 from the API")], scope=in_app)
-        assert metrics.value(gauge, condition="auth") == 1
+        assert metrics.value(gauge, app=APP, condition="auth") == 1
         alerts.observe([], scope=in_app)
-    assert metrics.value(gauge, condition="auth") == 0
+    assert metrics.value(gauge, app=APP, condition="auth") == 0
     firing, resolved = caplog.records
     assert firing.levelno == logging.ERROR
     assert getattr(firing, "condition", None) == "auth"

@@ -116,7 +116,9 @@ async def test_a_failing_app_backs_off_alone(desired: Path) -> None:
         assert w.daemon.results["ghost"].failed
         [alert] = w.alerts.firing()
         assert (alert.key.app, alert.key.condition) == ("ghost", Condition.API_ERROR)
-        runs = w.metrics.value("machine_reconciler_reconcile_runs_total", result="converged")
+        runs = w.metrics.value(
+            "machine_reconciler_reconcile_runs_total", app="web", result="converged"
+        )
         assert runs == w.daemon.passes, "web ran once per pass while ghost backed off"
         delays = [w.daemon.queue.held_until("ghost")]
         assert delays[0] is not None
@@ -201,5 +203,7 @@ async def test_grace_expiry_cancels_and_still_releases_every_lease(desired: Path
         assert 2.0 <= w.clock.monotonic() - stopped_at < 10
         await anyio.lowlevel.checkpoint()
         assert w.leases() == []
-    cancelled = w.metrics.value("machine_reconciler_reconcile_runs_total", result="cancelled")
+    cancelled = w.metrics.value(
+        "machine_reconciler_reconcile_runs_total", app="web", result="cancelled"
+    )
     assert cancelled == 1

@@ -201,7 +201,10 @@ def test_converges_at_start_and_reports_health(
     wait_until(lambda: daemon.get("/readyz").status_code == 200, 5, "readiness")
     assert daemon.get("/healthz").json()["status"] == "ok"
     metrics = daemon.get("/metrics").text
-    assert 'machine_reconciler_actions_total{action="create",outcome="ok"} 2.0' in metrics
+    assert (
+        'machine_reconciler_actions_total{action="create",app="e2e-web",outcome="ok"} 2.0'
+        in metrics
+    )
     assert 'machine_reconciler_api_requests_total{code="200",endpoint="machines.create"}' in (
         metrics
     )
@@ -296,7 +299,10 @@ def test_a_broken_file_does_not_stop_the_other_app(
     assert errors
     assert "memroy_mb" in errors[0]["message"]
     metrics = daemon.get("/metrics").text
-    assert 'machine_reconciler_alerts_firing{condition="bad_desired_state"} 1.0' in metrics
+    assert (
+        'machine_reconciler_alerts_firing{app="e2e-jobs",condition="bad_desired_state"} 1.0'
+        in metrics
+    )
     wait_until(lambda: len(bodies) >= 1, 5, "the webhook's firing notice")
     assert bodies[0]["status"] == "firing"
     assert bodies[0]["condition"] == "bad_desired_state"
@@ -304,7 +310,10 @@ def test_a_broken_file_does_not_stop_the_other_app(
     (desired / "jobs.yaml").write_text(app_yaml("e2e-jobs"))
     wait_until(converged(emulator, "e2e-jobs", V1, 2), 10, "e2e-jobs once fixed")
     wait_until(
-        lambda: 'alerts_firing{condition="bad_desired_state"} 0.0' in daemon.get("/metrics").text,
+        lambda: (
+            'alerts_firing{app="e2e-jobs",condition="bad_desired_state"} 0.0'
+            in daemon.get("/metrics").text
+        ),
         5,
         "the alert to resolve",
     )

@@ -100,16 +100,23 @@ async def test_metrics_move_as_actions_happen(desired: Path) -> None:
     async with daemon_world(desired, interval=300) as w:
         await w.until(lambda: w.daemon.passes >= 1)
         text = (await w.health.get("/metrics")).text
-        assert 'machine_reconciler_actions_total{action="create",outcome="ok"} 2.0' in text
+        assert (
+            'machine_reconciler_actions_total{action="create",app="web",outcome="ok"} 2.0' in text
+        )
         assert "machine_reconciler_last_successful_pass_timestamp_seconds" in text
         m = w.metrics
-        assert m.value("machine_reconciler_actions_total", action="update", outcome="ok") is None
+        assert (
+            m.value("machine_reconciler_actions_total", app="web", action="update", outcome="ok")
+            is None
+        )
         listed = m.value(
             "machine_reconciler_api_requests_total", endpoint="machines.list", code="200"
         )
         assert listed is not None
         assert listed >= 1
-        assert m.value("machine_reconciler_reconcile_runs_total", result="converged") == 1
+        assert (
+            m.value("machine_reconciler_reconcile_runs_total", app="web", result="converged") == 1
+        )
         assert m.value("machine_reconciler_drift_machines", app="web") == 0
         first_pass = m.value("machine_reconciler_last_successful_pass_timestamp_seconds")
         assert first_pass == pytest.approx(w.clock.now(), abs=60)
@@ -127,7 +134,12 @@ async def test_metrics_move_as_actions_happen(desired: Path) -> None:
         )
         await w.until(lambda: w.daemon.results["web"].converged and w.daemon.passes >= 1)
         await w.until(
-            lambda: m.value("machine_reconciler_actions_total", action="update", outcome="ok") == 2
+            lambda: (
+                m.value(
+                    "machine_reconciler_actions_total", app="web", action="update", outcome="ok"
+                )
+                == 2
+            )
         )
         assert m.value("machine_reconciler_conflicts_total", kind="version") == 1
         assert (m.value("machine_reconciler_conflicts_total", kind="lease") or 0) >= 1
@@ -135,7 +147,9 @@ async def test_metrics_move_as_actions_happen(desired: Path) -> None:
         waited = m.value("machine_reconciler_lease_wait_seconds_sum")
         assert waited is not None
         assert 1 <= waited <= 5
-        assert m.value("machine_reconciler_reconcile_runs_total", result="converged") == 2
+        assert (
+            m.value("machine_reconciler_reconcile_runs_total", app="web", result="converged") == 2
+        )
         updated = m.value(
             "machine_reconciler_api_requests_total", endpoint="machines.update", code="200"
         )

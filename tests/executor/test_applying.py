@@ -15,6 +15,7 @@ from controller.cli.apply import (
     exit_code,
 )
 from controller.execution.outcomes import AppResult, MachineResult, Outcome, Progress
+from controller.testing import FakeClock
 
 
 def result(*outcomes: Outcome, app: str = "a", error_class: str | None = None) -> AppResult:
@@ -74,22 +75,25 @@ def test_auth_failure_is_an_error() -> None:
 
 
 def test_plain_reporter_prints_one_line_per_final_result_and_skips_noise() -> None:
-    """Off a terminal: one line per changed machine, no progress steps, no no-op lines."""
+    """Off a terminal: one line per changed machine (UTC timestamp first, the action's duration
+    last), no progress steps, no no-op lines."""
     out = io.StringIO()
-    reporter = Reporter(out, force_plain=True)
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    reporter = Reporter(out, force_plain=True, clock=clock)
     reporter.start({"a": 2})
     reporter.event(
         Progress(
             app="a", machine_id="m0", slot="g-iad-0", group="g", action="update", phase="writing"
         )
     )
+    clock.advance(2.5)
     for r in result(Outcome.OK, Outcome.NOOP, Outcome.CAPACITY).results:
         reporter.event(r)
     reporter.stop()
     lines = out.getvalue().splitlines()
     assert lines == [
-        "a: update g-iad-0 (m0) -> ok",
-        "a: update g-iad-2 (m2) -> capacity",
+        "2023-11-14T22:13:22Z a: update g-iad-0 (m0) -> ok (2.5s)",
+        "2023-11-14T22:13:22Z a: update g-iad-2 (m2) -> capacity",
     ]
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from controller.core import errors as e
+from controller.core.redaction import REDACTED
 from controller.flyapi import MachinesClient
 from tests.flyapi.conftest import MakeClient
 from tests.flyapi.fakes import TOKEN, Script, lease_json, machine_json
@@ -244,7 +245,7 @@ async def test_token_and_env_values_never_leak(
         texts += [str(exc), repr(exc), repr(exc.envelope), str(exc.__dict__)]
     texts += [r.getMessage() for r in caplog.records]
     texts += [str(r.args) for r in caplog.records]
-    assert any("redacted" in t for t in texts)
+    assert any(REDACTED in t for t in texts)
     for text in texts:
         assert TOKEN not in text
         assert SECRET_ENV not in text
