@@ -1,4 +1,5 @@
-"""The request log's ``audit`` field: what the emulator knew about a machine at each write."""
+"""Emulator additions for the chaos suite: the request log's ``audit`` field, and outside lease
+holders that only take a free lease (``if_free``)."""
 
 from __future__ import annotations
 
@@ -120,3 +121,28 @@ async def test_audit_marks_unmanaged_machines_and_other_requests(
     emulator.add_fault({"path": "/machines/", "status": 503})
     await client.get(f"/v1/apps/web/machines/{machine_id}")
     assert emulator.requests()[-1]["audit"] is None, "answered by the fault, never handled"
+
+
+async def test_an_if_free_holder_never_replaces_a_live_lease(
+    client: httpx.AsyncClient, emulator: EmulatorState, clock: FakeClock
+) -> None:
+    machine_id = seeded(emulator, managed=True)
+    path = f"/v1/apps/web/machines/{machine_id}/lease"
+    ours = (await client.post(path, params={"ttl": 10})).json()["data"]
+    hold = {"kind": "hold_lease", "app": "web", "machine_id": machine_id, "if_free": True}
+    assert emulator.external_writer(hold) == {
+        "pending": False,
+        "kind": "hold_lease",
+        "skipped": True,
+    }
+    assert emulator.machine("web", machine_id)["lease"]["owner"] == ours["owner"]
+    clock.advance(11)
+    taken = emulator.external_writer(hold | {"seconds": 5})
+    assert taken["owner"] == "someone-else@fly.io"
+    refused = await client.post(path, params={"ttl": 10}, headers={NONCE: ours["nonce"]})
+    assert refused.status_code == 409
+    # Without if_free the holder replaces whatever is there (the older, blunter writer).
+    replaced = emulator.external_writer(
+        {"kind": "hold_lease", "app": "web", "machine_id": machine_id, "owner": "flyctl@x"}
+    )
+    assert replaced["owner"] == "flyctl@x"
