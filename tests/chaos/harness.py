@@ -91,6 +91,21 @@ def child_env(url: str, **extra: str) -> dict[str, str]:
     return environ
 
 
+def release_failed(log: list[dict[str, Any]], machine_id: str) -> bool:
+    """The last release of this machine's lease was answered by a fault (or never answered)."""
+    releases = [
+        e
+        for e in log
+        if e["method"] == "DELETE" and e["path"].endswith(f"/machines/{machine_id}/lease")
+    ]
+    if not releases:
+        return False
+    last = releases[-1]
+    return (
+        last["fault"] is not None or last["dropped"] is not None or (last["status"] or 500) >= 500
+    )
+
+
 class Emulator:
     """``python -m controller emulator`` on a free loopback port, and its control API."""
 
@@ -164,11 +179,22 @@ class Emulator:
             if m.get("lease") and m["lease"]["expires_at"] > now
         ]
 
-    def converged(self, version: int, regions: dict[str, int]) -> bool:
-        """Exactly the desired slots, each started on the desired image, no lease held."""
+    def converged(
+        self,
+        version: int,
+        regions: dict[str, int],
+        *,
+        orphans: frozenset[str] | None = None,
+    ) -> bool:
+        """Exactly the desired slots, each started on the desired image, no lease of ours held
+        (but the ``orphans``: machines whose lease a killed run left to expire by its TTL, or
+        whose release met a fault; None: every machine whose last release failed)."""
+        if orphans is None:
+            log = self.requests()
+            orphans = frozenset(m["id"] for m in self.machines() if release_failed(log, m["id"]))
         managed = [m for m in self.machines() if m["config"]["metadata"].get("reconciler/managed")]
         wanted = sum(regions.values())
-        by_region = {r: 0 for r in regions}
+        by_region = dict.fromkeys(regions, 0)
         for m in managed:
             by_region[m["region"]] = by_region.get(m["region"], 0) + 1
         return (
@@ -176,7 +202,11 @@ class Emulator:
             and by_region == regions
             and all(m["config"]["image"] == image(version) for m in managed)
             and all(m["state"] == "started" for m in managed)
-            and not [lease for lease in self.live_leases() if lease["owner"] == OURS]
+            and not [
+                lease
+                for lease in self.live_leases()
+                if lease["owner"] == OURS and lease["machine_id"] not in orphans
+            ]
         )
 
 

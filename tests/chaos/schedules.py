@@ -70,7 +70,17 @@ def endpoint(draw: st.DrawFn) -> tuple[str, str]:
 def faults(draw: st.DrawFn) -> Fault:
     kind = draw(
         st.sampled_from(
-            ["status", "throttle", "drop", "commit", "empty_list", "slow", "bump", "hold", "capacity"]
+            [
+                "status",
+                "throttle",
+                "drop",
+                "commit",
+                "empty_list",
+                "slow",
+                "bump",
+                "hold",
+                "capacity",
+            ]
         )
     )
     at = draw(offsets)
@@ -86,7 +96,9 @@ def faults(draw: st.DrawFn) -> Fault:
             when = draw(st.sampled_from(["before", "after"]))
             return _fault(kind, at, path=path, method=method, drop=when, count=count)
         factor = draw(st.floats(0.5, 1.5))
-        return _fault(kind, at, path=path, method=method, latency=round(factor * REQUEST_TIMEOUT, 2))
+        return _fault(
+            kind, at, path=path, method=method, latency=round(factor * REQUEST_TIMEOUT, 2)
+        )
     if kind == "commit":
         path = draw(st.sampled_from([r"/machines$", r"/machines/[^/]+$"]))
         status = draw(st.sampled_from([500, 503, 504]))
@@ -115,7 +127,12 @@ def _rule(fault: Fault) -> dict[str, Any] | None:
     """The ``/_emulator/faults`` rule of a request fault (None for the other kinds)."""
     p = fault.params
     if fault.kind == "status":
-        return {"path": p["path"], "method": p["method"], "status": p["status"], "count": p["count"]}
+        return {
+            "path": p["path"],
+            "method": p["method"],
+            "status": p["status"],
+            "count": p["count"],
+        }
     if fault.kind == "throttle":
         return {
             "path": p["path"],
@@ -216,7 +233,9 @@ class Injector:
         else:
             writer |= {"kind": "hold_lease", "seconds": p["seconds"], "if_free": True}
         result = self.emulator.call("POST", "/external-writers", writer)
-        self.applied.append(f"{fault!r} on {target}: {result.get('skipped') and 'skipped' or 'ok'}")
+        self.applied.append(
+            f"{fault!r} on {target}: {'skipped' if result.get('skipped') else 'ok'}"
+        )
 
     def _capacity(self, region: str, mb: int | None) -> None:
         budget = self.emulator.call("GET", "/behaviour")["region_capacity_mb"]
