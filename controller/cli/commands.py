@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -334,7 +335,23 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             reporter.summary(report.results, blocked)
         return exit_code(report.results, blocked_apps=blocked)
 
-    return anyio.run(run)
+    # SIGTERM (systemd, Kubernetes, CI timeouts) takes Ctrl-C's path: the run is cancelled and
+    # the executor's shielded finally blocks release every lease before the exit (128 + 15).
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return anyio.run(run)
+    except Terminated:
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during ``apply``: unwinds like Ctrl-C, so leases are released on the way out."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 # ---------------------------------------------------------------------------------- emulator
