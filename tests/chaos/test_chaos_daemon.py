@@ -14,7 +14,7 @@ from tests.chaos.conftest import EXAMPLES, chaos_settings
 from tests.chaos.harness import APP, World, start_daemon, wait_until
 from tests.chaos.schedules import Fault, Injector, schedules, targets
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 #: The daemon retries a failed app with its own backoff (1 s doubling, full jitter) and every
 #: ``interval`` (2 s here); after the last fault it must converge within this many seconds.

@@ -24,7 +24,7 @@ from tests.chaos import invariants
 from tests.chaos.conftest import RANDOM
 from tests.chaos.harness import APP, OURS, World, desired_yaml, start_daemon, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 KILLS = int(os.environ.get("CHAOS_KILLS", "1"))
 _rng = random.Random(None if RANDOM else 14)

@@ -27,6 +27,7 @@ def our_leases(world: World) -> list[str]:
     return [lease["machine_id"] for lease in world.emulator.live_leases() if lease["owner"] == OURS]
 
 
+@pytest.mark.chaos
 def test_sigterm_mid_rollout_stops_the_daemon_within_grace_with_no_lease_left(
     world: World, tmp_path: Path
 ) -> None:
@@ -62,7 +63,10 @@ def test_sigterm_mid_rollout_stops_the_daemon_within_grace_with_no_lease_left(
     assert any(i.endswith(":v1") for i in images), "no new update started after SIGTERM"
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [pytest.param(signal.SIGINT, 130, marks=pytest.mark.chaos), (signal.SIGTERM, 143)],
+)
 def test_a_signal_mid_rollout_stops_apply_and_releases_its_leases(
     world: World, signum: int, code: int
 ) -> None:
