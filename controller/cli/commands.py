@@ -11,7 +11,7 @@ import argparse
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -335,23 +335,28 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             reporter.summary(report.results, blocked)
         return exit_code(report.results, blocked_apps=blocked)
 
-    # SIGTERM (systemd, Kubernetes, CI timeouts) takes Ctrl-C's path: the run is cancelled and
-    # the executor's shielded finally blocks release every lease before the exit (128 + 15).
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        return anyio.run(run)
-    except Terminated:
-        return 128 + signal.SIGTERM
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return anyio.run(_until_sigterm, run)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during ``apply``: unwinds like Ctrl-C, so leases are released on the way out."""
+async def _until_sigterm(run: Callable[[], Awaitable[int]]) -> int:
+    """Run ``run``; on SIGTERM (systemd, Kubernetes, CI timeouts) cancel it the way Ctrl-C
+    does, so the executor's shielded finally blocks release every lease, and exit 128 + 15."""
+    code = EXIT_ERROR
+    terminated = False
+    async with anyio.create_task_group() as tg:
 
+        async def on_sigterm() -> None:
+            nonlocal terminated
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    terminated = True
+                    tg.cancel_scope.cancel()
+                    return
 
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
+        tg.start_soon(on_sigterm)
+        code = await run()
+        tg.cancel_scope.cancel()
+    return 128 + signal.SIGTERM if terminated else code
 
 
 # ---------------------------------------------------------------------------------- emulator
