@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck contracts unit systemd-analyze promtool demo bench clean
+.PHONY: test lint typecheck contracts unit systemd-analyze promtool demo bench chaos soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ required"; exit 1; }
@@ -24,7 +24,7 @@ contracts: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP) systemd-analyze promtool
-	$(BIN)/pytest -m 'not bench'
+	$(BIN)/pytest -m 'not bench and not chaos and not soak'
 
 # tests/deploy checks the systemd units with systemd-analyze: install Debian's systemd package
 # when it is missing and we are root (CI); otherwise those tests skip and say why.
@@ -60,6 +60,19 @@ demo: $(STAMP)
 ## make bench: benchmarks (not part of make test).
 bench: $(STAMP)
 	$(BIN)/pytest -m bench -p no:randomly -s tests/bench
+
+## make chaos: generated fault schedules, kill -9 and signals, many examples (README "Chaos,
+## crash and soak testing").  make test runs a fixed-seed slice of it.
+CHAOS_EXAMPLES ?= 30
+CHAOS_KILLS ?= 5
+chaos: $(STAMP)
+	CHAOS_EXAMPLES=$(CHAOS_EXAMPLES) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_RANDOM=1 \
+	  $(BIN)/pytest -m 'not soak' -p no:randomly -o timeout=0 -s tests/chaos
+
+## make soak: the daemon against 1,000 machines with light faults for SOAK_SECONDS (600).
+SOAK_SECONDS ?= 600
+soak: $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -m soak -p no:randomly -o timeout=0 -s tests/chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

@@ -15,7 +15,8 @@ the documented exit codes:
 ====  ===============================================================================
 
 When several apply, the most severe wins in the order 1, 4, 3, 0.  An apply interrupted by
-Ctrl-C exits 130 (the shell's code for SIGINT) after printing ``interrupted`` and the summary.
+Ctrl-C exits 130 (the shell's code for SIGINT), by SIGTERM 143, after printing ``interrupted``
+and the summary.
 
 **Ctrl-C** (:class:`Interrupt`, the daemon's drain reused): the first SIGINT/SIGTERM during
 execution lets no new machine operation start (the executor's in-flight limiter is closed,
@@ -72,7 +73,6 @@ EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 EXIT_REFUSED = 4
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 DEFAULT_GRACE = 10.0
 _DRAIN_POLL = 0.05
 
@@ -122,15 +122,37 @@ class ApplyReport:
 
 @dataclass
 class Interrupt:
-    """Ctrl-C handling for one apply (see the module docstring).  ``received`` counts signals."""
+    """Signal handling for one apply (see the module docstring).
+
+    Every signal goes through :meth:`deliver`.  While machines are being changed,
+    :func:`apply_apps` installs ``during_execution`` (first signal: drain; second: cancel what
+    is in flight) and receives SIGINT itself; the CLI receives SIGTERM for the whole command
+    and, outside execution (no lease held), cancels the run at once.
+    """
 
     grace: float = DEFAULT_GRACE
-    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     received: int = 0
+    first: signal.Signals | None = None
+    during_execution: Callable[[int], None] | None = None
 
     @property
     def interrupted(self) -> bool:
         return self.received > 0
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the first signal's number: 130 for Ctrl-C, 143 for SIGTERM (shell codes)."""
+        return 128 + (self.first or signal.SIGINT)
+
+    def deliver(self, signum: signal.Signals) -> bool:
+        """Count ``signum``; True when execution took it (else the caller stops the run)."""
+        self.received += 1
+        if self.first is None:
+            self.first = signum
+        if self.during_execution is None:
+            return False
+        self.during_execution(self.received)
+        return True
 
 
 class Reporter:
@@ -392,18 +414,26 @@ async def _interruptible(
                 await executor.clock.sleep(_DRAIN_POLL)
             work.cancel()  # what never started (waiting on the limiter) is cancelled here
 
-        async def watch(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-            with anyio.open_signal_receiver(*interrupt.signals) as received:
-                task_status.started()
-                async for _ in received:
-                    interrupt.received += 1
-                    if interrupt.received == 1:
-                        reporter.interrupting(interrupt.grace)
-                        tg.start_soon(drain)
-                    else:
-                        work.cancel()
+        def on_signal(count: int) -> None:
+            if count == 1:
+                reporter.interrupting(interrupt.grace)
+                tg.start_soon(drain)
+            else:
+                work.cancel()
 
-        await tg.start(watch)
-        with work:
-            await run_all()
-        tg.cancel_scope.cancel()  # done (or drained): stop watching signals
+        async def ctrl_c(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            # SIGINT is only taken over while machines change: at the confirmation prompt
+            # (a blocking input()) Python's KeyboardInterrupt must still work.
+            with anyio.open_signal_receiver(signal.SIGINT) as received:
+                task_status.started()
+                async for signum in received:
+                    interrupt.deliver(signum)
+
+        interrupt.during_execution = on_signal
+        try:
+            await tg.start(ctrl_c)
+            with work:
+                await run_all()
+        finally:
+            interrupt.during_execution = None
+        tg.cancel_scope.cancel()  # done (or drained): stop a drain still polling

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import SecretStr, ValidationError
@@ -35,6 +37,9 @@ from controller.planning.normalize import sensitive_values
 from controller.planning.plan import AppPlan, plan
 from controller.planning.render import PlanError, render, to_document
 from controller.settings import Settings
+
+if TYPE_CHECKING:  # imported when apply runs: --help and plan stay quick to start
+    from controller.cli.apply import Interrupt
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -393,7 +398,7 @@ def _confirm(plans: Sequence[AppPlan]) -> bool:
 
 def _cmd_apply(args: argparse.Namespace) -> int:
     from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
-    from controller.cli.apply import EXIT_INTERRUPTED, Interrupt, Reporter, apply_apps, exit_code
+    from controller.cli.apply import Interrupt, Reporter, apply_apps, exit_code
     from controller.execution.executor import Executor
     from controller.execution.rollout import ExecutorSettings
 
@@ -409,6 +414,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if not args.app:  # a file whose app is unknown may hold any app: never "converged"
         blocked += unnamed_bad_files(loaded)
     reporter = Reporter(redact=REDACTOR.redact)
+    interrupt = Interrupt(grace=args.grace)
 
     async def run() -> int:
         async with _client(apps, embedded=args.embedded) as client:
@@ -426,18 +432,41 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 confirm=(lambda _plans: True) if args.yes else _confirm,
                 prune=args.prune,
                 allow_empty=args.allow_empty,
-                interrupt=Interrupt(grace=args.grace),
+                interrupt=interrupt,
             )
         if report.interrupted:
             reporter.summary(report.results, blocked, left=report.left)
-            return EXIT_INTERRUPTED
+            return interrupt.exit_code
         if not report.applied:
             return APPLY_ERROR
         if report.has_changes or blocked or any(r.failed for r in report.results):
             reporter.summary(report.results, blocked)
         return exit_code(report.results, blocked_apps=blocked)
 
-    return anyio.run(run)
+    return anyio.run(_with_signals, run, interrupt)
+
+
+async def _with_signals(run: Callable[[], Awaitable[int]], interrupt: Interrupt) -> int:
+    """Run ``run`` receiving SIGTERM (systemd, Kubernetes, CI timeouts) for the whole command.
+
+    During execution SIGTERM drains it like Ctrl-C (see :class:`~controller.cli.apply.Interrupt`);
+    before or after, when no lease is held, it cancels the run at once.  The exit code is then
+    128 + the first signal: 143 for SIGTERM, 130 for Ctrl-C.
+    """
+    code = EXIT_ERROR
+    async with anyio.create_task_group() as tg:
+
+        async def receive() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if not interrupt.deliver(signum):
+                        tg.cancel_scope.cancel()
+                        return
+
+        tg.start_soon(receive)
+        code = await run()
+        tg.cancel_scope.cancel()
+    return interrupt.exit_code if interrupt.interrupted else code
 
 
 def _cmd_adopt(args: argparse.Namespace) -> int:

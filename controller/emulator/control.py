@@ -14,7 +14,8 @@ external writers, health overrides, clock and the request log.
 ``DELETE /_emulator/faults/{id}``              remove one rule
 ``POST|GET /_emulator/external-writers``       ``{"kind": "bump_version"|"hold_lease", "app",
                                                "machine_id", "on"?, "seconds"?, "owner"?,
-                                               "patch"?}`` (see ``external.py``) / pending list
+                                               "patch"?, "if_free"?}`` (see ``external.py``) /
+                                               pending list
 ``POST /_emulator/checks``                     ``{"app", "machine_id", "checks": "auto"|"passing"|
                                                "failing"}``
 ``POST /_emulator/clock/advance``              ``{"seconds"}``; only for a clock with ``advance``

@@ -8,7 +8,9 @@ fly-proxy holding leases: FLY_API.md 1.7, 6.1).  Two kinds:
   config fragment instead.  A running machine restarts as for any update; a stopped one stays
   stopped.  Leases are ignored (the writer is assumed to hold its own).
 * ``hold_lease``: ``owner`` (default ``someone-else@fly.io``) takes the machine's lease for
-  ``seconds``.
+  ``seconds``.  It replaces a live lease unless ``if_free`` is set: then, like any real client,
+  it only takes a free lease and otherwise does nothing (``{"skipped": true}``), so chaos tests
+  can hold leases at random moments without "stealing" the controller's own.
 
 ``on: "now"`` (default) applies immediately; ``"next_lease"`` / ``"next_update"`` wait for the
 next lease request or update of that machine and apply just *before* it is handled, i.e. between
@@ -41,6 +43,7 @@ class ExternalWriterSpec(BaseModel):
     seconds: float = Field(default=60.0, gt=0)
     owner: str = "someone-else@fly.io"
     patch: dict[str, Any] | None = None
+    if_free: bool = False
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +89,8 @@ class ExternalWriters:
     def apply(self, store: Store, spec: ExternalWriterSpec) -> dict[str, Any]:
         machine = store.writable(spec.app, spec.machine_id)
         if spec.kind == "hold_lease":
+            if spec.if_free and machine.live_lease(store.rt.now()) is not None:
+                return {"kind": spec.kind, "skipped": True}
             lease = leases.grant(machine, store.rt, owner=spec.owner, ttl=spec.seconds)
             return {"kind": spec.kind, "nonce": lease.nonce, "owner": lease.owner}
         self.bumps += 1

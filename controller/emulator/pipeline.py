@@ -4,7 +4,8 @@ For every request: assign a ``fly-request-id`` (added to every response, control
 and buffer the body.  For /v1 requests, in order: record the request in the log; apply injected
 latency and faults (see ``faults.py``); check auth (``Authorization: Bearer <token>``, or Fly's
 ``FlyV1 <token>`` scheme; 401 otherwise, FLY_API.md 3.2); apply rate limits (429, see
-``ratelimit.py``); then route.  The control API (``/_emulator/...``) skips auth, faults, limits
+``ratelimit.py``); record what the emulator knows about the machine addressed (``audit.py``);
+then route.  The control API (``/_emulator/...``) skips auth, faults, limits
 and the log.
 
 Dropped connections: the pipeline sends ``http.response.start`` and then raises
@@ -22,7 +23,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller.emulator import apierrors
+from controller.emulator import apierrors, audit
 from controller.emulator.faults import FaultRule
 from controller.emulator.ids import token_identity
 from controller.emulator.state import EmulatorState
@@ -31,6 +32,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BODY_CHUNKS = 100_000
 _AUTH = re.compile(r"^(?:Bearer|FlyV1)\s+(\S+)\s*$", re.IGNORECASE)
 REQUEST_ID_HEADER = b"fly-request-id"
+NONCE_HEADER = b"fly-machine-lease-nonce"
 
 
 class ConnectionDropped(Exception):
@@ -146,6 +148,13 @@ class EmulatorPipeline:
         except apierrors.ApiError as exc:
             await self._error(exc, scope, receive, send)
             return
+        entry["audit"] = audit.describe(
+            emu.store,
+            scope["method"],
+            scope["path"],
+            _header(scope, NONCE_HEADER),
+            entry["body"],
+        )
         if fault is not None and (fault.spec.drop == "after" or fault.spec.commit):
             await self.app(scope, receive, _swallow)
             if fault.spec.drop == "after":

@@ -1,10 +1,14 @@
 """The request log read by ``GET /_emulator/requests``: what a client sent, never its secrets.
 
 Each /v1 request is recorded as ``{seq, method, path, query, headers_present, body, status,
-request_id, fault, dropped, at}``.  ``headers_present`` holds lowercased header *names* only,
-never values, so the bearer token and lease nonces cannot leak into test output; ``body`` is the
-parsed JSON body (or null).  Tests assert on the exact sequence of calls, the way
-sample-controller's tests compare recorded API actions.  The newest 20,000 entries are kept.
+request_id, fault, dropped, at, audit}``.  ``headers_present`` holds lowercased header *names*
+only, never values, so the bearer token and lease nonces cannot leak into test output; ``body``
+is the parsed JSON body (or null).  ``audit`` is what the emulator knew about the machine
+addressed when the request was handled (lease nonce matched, ``current_version`` matched,
+managed or not: see ``audit.py``), or null for requests on no single machine and for requests
+answered before routing (auth, 429, injected status faults).  Tests assert on the exact
+sequence of calls, the way sample-controller's tests compare recorded API actions.  The newest
+20,000 entries are kept.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class RequestLog:
             "fault": None,
             "dropped": None,
             "at": at,
+            "audit": None,
         }
         self._entries.append(entry)
         return entry
