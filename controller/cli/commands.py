@@ -61,7 +61,7 @@ exit codes:
              leases still held by someone else after --lease-wait, or (--plan) a
              machine, the desired files or a secret changed since the saved plan;
              130 interrupted (Ctrl-C: operations in flight finish within --grace,
-             leases released)
+             leases released), 143 on SIGTERM
   adopt      0 adopted (or nothing to adopt); 1 error or no confirmation;
              4 a machine changed since listed, or its lease stayed held
   emulator   0 stopped cleanly; 1 bad arguments

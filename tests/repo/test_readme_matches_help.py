@@ -81,5 +81,6 @@ def test_documented_alert_conditions_are_all_of_them() -> None:
 def test_exit_codes_in_readme_and_epilog() -> None:
     epilog = build_parser().epilog or ""
     assert "130 interrupted" in epilog
-    assert "| | 130 | interrupted by Ctrl-C" in README
+    assert "143 on SIGTERM" in epilog
+    assert "| | 130, 143 | interrupted by Ctrl-C (130) or SIGTERM (143)" in README
     assert "drift in a `detect_only` app" in README
