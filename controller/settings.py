@@ -255,7 +255,11 @@ class DaemonSettings(Settings):
         description="Seconds to wait for someone else's machine lease before moving on.",
     )
     max_in_flight: int = Field(
-        default=8, ge=1, le=1000, description="Machine operations in flight at once, all apps."
+        default=64,
+        ge=1,
+        le=1000,
+        description="Global cap on machine operations in flight, all apps (concurrency comes "
+        "from each group's max_unavailable window; this only bounds the total).",
     )
     max_concurrent_apps: int = Field(
         default=4, ge=1, le=1000, description="Apps reconciled at the same time."

@@ -1,7 +1,7 @@
 """Rollout policy: the executor's settings and how a plan is cut into ordered work.
 
-DESIGN.md 5: per app, groups in file order; inside a group, updates roll in batches of the
-group's ``max_unavailable`` (a fraction of the group's machine count, at least 1, or an absolute
+DESIGN.md 5: per app, groups in file order; inside a group, updates roll in a sliding window of
+the group's ``max_unavailable`` (a fraction of the group's machine count, at least 1, or an absolute
 count when >= 1); creates run with bounded concurrency; destroys run last.  This module is pure
 (no I/O): :func:`group_work` orders the plan, :func:`batches` cuts a group's updates, and
 :class:`ExecutorSettings` holds every number the executor uses, with its default.
@@ -32,14 +32,21 @@ T = TypeVar("T")
 class ExecutorSettings:
     """Every number of the executor (seconds unless said otherwise), with its default."""
 
-    max_in_flight: int = 8
-    """Machine operations in flight at once, across every app sharing the executor."""
-    create_concurrency: int = 4
-    """Creates of one group running at once (the overall cap still applies)."""
+    max_in_flight: int = 64
+    """A global safety cap on machine operations in flight, across every app sharing the
+    executor.  Concurrency comes from the groups' ``max_unavailable`` windows and the client's
+    pacing (Fly limits requests per machine, not per token), so this cap is set high enough
+    not to throttle a rollout: 64 keeps 1,000 machines at 0.33 moving at their windows' pace
+    per few apps while bounding open requests and memory if many apps roll at once."""
+    create_concurrency: int = 1000
+    """Creates of one group running at once.  The client paces the POSTs at Fly's per-app
+    create limit (1/s, burst 3), which is the real bound; this only caps the waiting tasks."""
     destroy_concurrency: int = 4
     """Destroys of one app running at once."""
-    lease_ttl: int = 15
-    lease_refresh: float = 5.0
+    lease_ttl: int = 30
+    """Lease TTL, creates included.  30 s covers a normal update (stop, boot, 10 s smoke
+    period) without a refresh, while a killed controller's lease expires within 30 s."""
+    lease_refresh: float = 20.0
     lease_wait: float = 60.0
     """How long to wait for another holder's lease before giving up (``--lease-wait``)."""
     lease_retry_cap: float = 15.0

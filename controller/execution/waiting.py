@@ -8,10 +8,14 @@ FLY_API.md 4.5): Fly has silently reverted failed updates, machines crash-loop, 
    group's ``wait_timeout``; after each 408 it reads the machine and fails fast when it has
    exited.  A 404 right after a create is retried for a short grace period;
 2. reads the machine (``GET``) and verifies it runs *that* version in the expected state;
-3. polls ``GET`` every 1-2 s (jittered) until the configured checks (``config.checks`` plus
-   ``config.services[].checks``, counted from the config because the runtime list starts
-   empty) all report passing; a machine without checks must instead stay up, without crash
-   events, for a smoke period.  Crash/exit events since the update fail it at once.
+3. a machine with checks (``config.checks`` plus ``config.services[].checks``, counted from
+   the config because the runtime list starts empty) is read at the checks' own interval
+   (the shortest configured ``interval``; reading faster only sees the same status) until all
+   report passing.  A machine without checks must instead stay up for the group's
+   ``smoke_period``: one long-poll ``/wait?state=stopped&version=<v>&timeout=<smoke>`` whose
+   408 means it stayed up, then one ``GET`` whose events show any exit since the update (a
+   crash and restart can slip between the server's state checks).  Crash/exit events since
+   the update fail it at once.
 
 A machine updated with ``skip_launch`` (stopped, suspended or created) is only verified to
 carry the new version and to have stayed down.  Failures raise :class:`Unhealthy` (the group's
@@ -30,12 +34,14 @@ from controller.core.errors import BadRequest, FlyAPIError, NotFound, WaitTimeou
 from controller.core.retry import Backoff
 from controller.flyapi import Machine, MachineEvent, MachinesClient
 from controller.model.actual import GONE_STATES
+from controller.model.flyconfig import parse_go_duration
 
 __all__ = [
     "MachineGone",
     "Unhealthy",
     "WaitPolicy",
     "Waiter",
+    "check_interval",
     "configured_checks",
     "crash_since_update",
 ]
@@ -91,6 +97,31 @@ def configured_checks(config: Mapping[str, Any]) -> int:
     return count
 
 
+def check_interval(config: Mapping[str, Any], floor: float, default: float) -> float:
+    """How often to read a machine's checks: the shortest ``interval`` of its configured
+    checks (Fly runs each check at its interval, so reading faster only re-reads the same
+    status), at least ``floor``; ``default`` when no interval is given."""
+    intervals: list[float] = []
+    entries: list[Any] = []
+    checks = config.get("checks")
+    if isinstance(checks, Mapping):
+        entries.extend(checks.values())
+    for service in config.get("services") or ():
+        if isinstance(service, Mapping) and isinstance(service.get("checks"), list):
+            entries.extend(service["checks"])
+    for entry in entries:
+        raw = entry.get("interval") if isinstance(entry, Mapping) else None
+        try:
+            if isinstance(raw, str):
+                intervals.append(parse_go_duration(raw) / 1e9)
+            elif isinstance(raw, int | float) and not isinstance(raw, bool):
+                intervals.append(raw / 1e9 if raw > 1e6 else float(raw))
+        except ValueError:
+            continue
+    positive = [i for i in intervals if i > 0]
+    return max(floor, min(positive)) if positive else default
+
+
 def crash_since_update(events: Iterable[MachineEvent], *, since: float | None = None) -> str | None:
     """Describe a crash (an unrequested exit) since the newest launch/update event, if any.
 
@@ -143,11 +174,15 @@ class Waiter:
         just_created: bool = False,
         since: float | None = None,
         on_checking: Callable[[], None] | None = None,
+        smoke: float | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> Machine:
         """Wait until the machine runs ``version`` healthily (``running``) or stayed down.
 
-        ``since`` is when the machine was written (unix seconds; default: now).  Returns the
-        last machine read.  Raises :class:`Unhealthy`, :class:`MachineGone`, or a
+        ``since`` is when the machine was written (unix seconds; default: now).  ``smoke`` is
+        the group's smoke period (default: the policy's).  ``config`` is the config we
+        wrote, when known: without checks in it, no read is needed before the smoke period.
+        Returns the last machine read.  Raises :class:`Unhealthy`, :class:`MachineGone`, or a
         non-transient :class:`~controller.core.errors.FlyAPIError`.
         """
         written = self._clock.now() if since is None else since
@@ -159,7 +194,10 @@ class Waiter:
         )
         if on_checking is not None:
             on_checking()
-        return await self._watch(app, machine_id, version, deadline, wait_timeout, written)
+        smoke_period = self.policy.smoke if smoke is None else smoke
+        return await self._watch(
+            app, machine_id, version, deadline, wait_timeout, written, smoke_period, config
+        )
 
     # ------------------------------------------------------------------ phases
 
@@ -218,26 +256,73 @@ class Waiter:
         deadline: float,
         wait_timeout: float,
         since: float,
+        smoke: float,
+        config: Mapping[str, Any] | None,
     ) -> Machine:
-        began = self._clock.monotonic()
-        expected: int | None = None
-        while True:
+        expected = None if config is None else configured_checks(config)
+        if expected == 0:  # known from the config we wrote: no read before the smoke period
+            if smoke > 0:
+                await self._stays_up(app, machine_id, version, deadline, smoke)
             machine = await self._read(app, machine_id, deadline=deadline)
             self._judge(machine, version, running=True, since=since)
-            if expected is None:
-                expected = configured_checks(machine.config)
+            return machine
+        machine = await self._read(app, machine_id, deadline=deadline)
+        self._judge(machine, version, running=True, since=since)
+        expected = configured_checks(machine.config)
+        if not expected:
+            if smoke > 0:
+                await self._stays_up(app, machine_id, version, deadline, smoke)
+                machine = await self._read(app, machine_id, deadline=deadline)
+                self._judge(machine, version, running=True, since=since)
+            return machine
+        pause = check_interval(machine.config, self.policy.poll_min, self.policy.poll_max)
+        while True:
             if machine.state == "started":
-                if expected:
-                    checks = machine.checks
-                    if len(checks) >= expected and all(c.status == "passing" for c in checks):
-                        return machine
-                elif self._clock.monotonic() - began >= self.policy.smoke:
+                checks = machine.checks
+                if len(checks) >= expected and all(c.status == "passing" for c in checks):
                     return machine
             now = self._clock.monotonic()
             if now >= deadline:
                 raise Unhealthy(_not_healthy(machine, expected, wait_timeout))
-            pause = self._rng.uniform(self.policy.poll_min, self.policy.poll_max)
-            await self._clock.sleep(min(pause, deadline - now))
+            await self._clock.sleep(min(pause * self._rng.uniform(1.0, 1.1), deadline - now))
+            machine = await self._read(app, machine_id, deadline=deadline)
+            self._judge(machine, version, running=True, since=since)
+
+    async def _stays_up(
+        self, app: str, machine_id: str, version: str, deadline: float, smoke: float
+    ) -> None:
+        """Long-poll ``/wait?state=stopped&version=<v>`` for the smoke period.
+
+        A 408 means the machine did not stop within the poll: it stayed up (one request for
+        the whole period when it fits in one poll).  A 200 means it stopped; the caller's read
+        then judges why.  A brief crash and restart between the emulator's/Fly's state checks
+        may not show here, which is why the caller reads the machine once more afterwards and
+        checks its events for exits since the update.
+        """
+        end = min(self._clock.monotonic() + smoke, deadline)
+        failures = 0
+        while (remaining := end - self._clock.monotonic()) > 0:
+            try:
+                await self._client.wait_machine(
+                    app,
+                    machine_id,
+                    state="stopped",
+                    version=version,
+                    timeout=min(self.policy.chunk, remaining),
+                )
+            except WaitTimeout:
+                continue
+            except BadRequest:
+                return  # e.g. "currently replaced": the caller's read says what happened
+            except NotFound:
+                raise MachineGone("machine not found while waiting for it") from None
+            except FlyAPIError as exc:
+                if not exc.retryable:
+                    raise
+                failures += 1
+                await self._pause(failures, end)
+            else:
+                return  # it stopped: the caller's read judges it
 
     async def _settled_down(
         self, app: str, machine_id: str, version: str, deadline: float, wait_timeout: float

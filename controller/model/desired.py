@@ -59,6 +59,7 @@ from controller.model.flyconfig import (
 __all__ = [
     "DEFAULT_MAX_DESTROY",
     "DEFAULT_MAX_UNAVAILABLE",
+    "DEFAULT_SMOKE_PERIOD_S",
     "DEFAULT_WAIT_TIMEOUT_S",
     "FLY_METADATA_PREFIX",
     "DNSConfig",
@@ -103,6 +104,7 @@ __all__ = [
 
 DEFAULT_MAX_UNAVAILABLE = 0.33
 DEFAULT_WAIT_TIMEOUT_S = 300.0
+DEFAULT_SMOKE_PERIOD_S = 10.0
 DEFAULT_MAX_DESTROY = 0.5
 
 
@@ -169,6 +171,11 @@ class UpdatePolicy(StrictModel):
     """A fraction in (0, 1) of the group, or an absolute count >= 1."""
     wait_timeout: Annotated[float, BeforeValidator(_seconds), Field(gt=0)] = DEFAULT_WAIT_TIMEOUT_S
     """Seconds to wait for an updated machine to run and pass its checks (``"5m"`` in YAML)."""
+    smoke_period: Annotated[float | None, BeforeValidator(_seconds), Field(ge=0)] = None
+    """How long a machine *without* checks must stay up after its update before the rollout
+    counts it healthy (``"10s"``; ``0``: no smoke period).  Unset: the controller's default,
+    :data:`DEFAULT_SMOKE_PERIOD_S` (flyctl's 10 s), which the executor settings may lower for
+    tests."""
 
     def batch_size(self, group_size: int) -> int:
         """How many machines of a group of ``group_size`` may be updated at once (>= 1)."""

@@ -59,7 +59,7 @@ async def test_update_follows_the_lease_write_wait_release_protocol() -> None:
             kinds = [(e["method"], e["path"].split(mid)[1] or "/") for e in mine]
             assert kinds[0] == ("POST", "/lease")
             assert NONCE not in mine[0]["headers_present"]  # a fresh acquisition, not a refresh
-            assert mine[0]["body"]["ttl"] == 15
+            assert mine[0]["body"]["ttl"] == 30
             update = next(
                 e for e in mine if e["method"] == "POST" and kinds[mine.index(e)][1] == "/"
             )
@@ -75,6 +75,18 @@ async def test_update_follows_the_lease_write_wait_release_protocol() -> None:
                 e for e in mine[1:] if e["path"].endswith("/lease") and e["method"] == "POST"
             ]
             assert all(NONCE in e["headers_present"] for e in refreshes)
+            # Six calls, no refresh: lease, write, wait started, stay up for the smoke period
+            # (one long-poll for stopped), one read for exits since the update, release.
+            assert kinds == [
+                ("POST", "/lease"),
+                ("POST", "/"),
+                ("GET", "/wait"),
+                ("GET", "/wait"),
+                ("GET", "/"),
+                ("DELETE", "/lease"),
+            ]
+            assert mine[3]["query"]["state"] == ["stopped"]
+            assert mine[3]["query"]["version"] == [machine["version"]]
             assert machine["config"]["image"] == IMAGE_V2
             assert machine["state"] == "started"
         assert w.live_leases() == []
