@@ -46,10 +46,32 @@ class Telemetry:
     def __init__(self, metrics: Metrics, clock: Clock) -> None:
         self.metrics = metrics
         self._clock = clock
-        self.last_activity = clock.monotonic()
+        self._seen = clock.monotonic()
+        self._quiet: dict[tuple[str, str | None], float] = {}
+        """Per action in flight: until when it announced it would make no call."""
         self.token_verified = False
         """Some API answer showed that the token works (any status but 401/403)."""
         self._lease_waits: dict[tuple[str, str | None], float] = {}
+
+    @property
+    def last_activity(self) -> float:
+        """When the loop last showed work (monotonic seconds), for liveness.
+
+        An API answer or an executor event is work.  So is a wait the executor announced
+        (``Progress.quiet``: a long-poll, a check interval, someone else's lease): the loop
+        counts as active until that wait is over, so a rollout waiting out a 15 s check
+        interval is not a stall, while a call that hangs past its announced wait is.  An
+        action's announcement ends with its next event (a long-poll that answers early).
+        """
+        now = self._clock.monotonic()
+        self._quiet = {key: until for key, until in self._quiet.items() if until > self._seen}
+        if not self._quiet:
+            return self._seen
+        return max(self._seen, min(now, max(self._quiet.values())))
+
+    @last_activity.setter
+    def last_activity(self, when: float) -> None:
+        self._seen = max(self._seen, when)
 
     def on_response(self, event: ResponseEvent) -> None:
         """The client's hook: one call per HTTP attempt."""
@@ -64,14 +86,22 @@ class Telemetry:
 
     def on_event(self, event: Event) -> None:
         """The executor's hook: progress steps and final results of machine actions."""
-        self.last_activity = self._clock.monotonic()
+        now = self._clock.monotonic()
+        self.last_activity = now
         key = (event.app, event.slot or event.machine_id)
         if isinstance(event, Progress):
+            if event.quiet > 0:
+                self._quiet[key] = now + event.quiet
+            else:
+                self._quiet.pop(key, None)
             if event.phase == "lease_wait":
-                self._lease_waits.setdefault(key, self._clock.monotonic())
+                # The time spent waiting for the holder's lease (the announced pauses), not
+                # the time spent queueing for a window slot before looking again.
+                self._lease_waits[key] = self._lease_waits.get(key, 0.0) + event.quiet
             elif event.phase == "leased":
                 self._lease_waited(key)
             return
+        self._quiet.pop(key, None)
         self._lease_waited(key)
         self.metrics.action(event.action, event.outcome.value)
         if event.outcome is Outcome.NOOP:
@@ -96,9 +126,9 @@ class Telemetry:
         )
 
     def _lease_waited(self, key: tuple[str, str | None]) -> None:
-        began = self._lease_waits.pop(key, None)
-        if began is not None:
-            self.metrics.lease_waited(self._clock.monotonic() - began)
+        waited = self._lease_waits.pop(key, None)
+        if waited is not None:
+            self.metrics.lease_waited(waited)
 
 
 def run_result(result: AppResult) -> str:

@@ -85,7 +85,9 @@ class CreateOps(MachineOps):
                 wait_timeout=wait_timeout,
                 just_created=True,
                 since=written,
-                on_checking=lambda: self.progress(action, "checking", machine_id=machine.id),
+                on_step=lambda phase, quiet: self.progress(
+                    action, phase, machine_id=machine.id, quiet=quiet
+                ),
                 smoke=smoke,
                 config=action.config,
             )

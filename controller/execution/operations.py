@@ -202,9 +202,15 @@ class MachineOps:
         )
 
     def progress(
-        self, action: Action, phase: Phase, message: str = "", machine_id: str | None = None
+        self,
+        action: Action,
+        phase: Phase,
+        message: str = "",
+        machine_id: str | None = None,
+        *,
+        quiet: float = 0.0,
     ) -> None:
-        """Emit a :class:`Progress` step of ``action``."""
+        """Emit a :class:`Progress` step of ``action`` (``quiet``: see :class:`Progress`)."""
         self.ctx.emit(
             Progress(
                 app=self.app,
@@ -214,6 +220,7 @@ class MachineOps:
                 action=action.kind,  # type: ignore[arg-type]  # the four ClassVar literals
                 phase=phase,
                 message=one_line(message),
+                quiet=quiet,
             )
         )
 
@@ -259,6 +266,7 @@ class MachineOps:
                 action,
                 "lease_wait",
                 f"lease held by {busy.holder or 'someone else'}; looking again in {delay:.1f}s",
+                quiet=delay,
             )
             await self.clock.sleep(delay)
 

@@ -144,6 +144,9 @@ class Progress:
     action: ActionKind
     phase: Phase
     message: str = ""
+    quiet: float = 0.0
+    """Seconds the action will now deliberately make no API call (a long-poll, a check
+    interval, someone else's lease): the daemon's liveness counts that as progress."""
 
 
 Event = MachineResult | Progress

@@ -123,7 +123,7 @@ class UpdateOps(MachineOps):
             running=not action.skip_launch,
             wait_timeout=wait_timeout,
             since=written,
-            on_checking=lambda: self.progress(action, "checking"),
+            on_step=lambda phase, quiet: self.progress(action, phase, quiet=quiet),
             smoke=smoke,
             config=action.config,
         )
@@ -174,7 +174,7 @@ class UpdateOps(MachineOps):
             version,
             running=machine.state not in SKIP_LAUNCH_STATES,
             wait_timeout=wait_timeout,
-            on_checking=lambda: self.progress(action, "checking"),
+            on_step=lambda phase, quiet: self.progress(action, phase, quiet=quiet),
             smoke=smoke,
         )
         return self.result(

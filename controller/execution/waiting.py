@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from controller.clock import Clock
 from controller.core.errors import BadRequest, FlyAPIError, NotFound, WaitTimeout
@@ -38,7 +38,9 @@ from controller.model.flyconfig import parse_go_duration
 
 __all__ = [
     "MachineGone",
+    "OnStep",
     "Unhealthy",
+    "WaitPhase",
     "WaitPolicy",
     "Waiter",
     "check_interval",
@@ -52,6 +54,15 @@ _DOWN_STATES = frozenset({"stopped", "suspended", "created", "started"})
 _VERSION_EVENTS = frozenset({"launch", "update"})
 #: Clock skew between us and Fly tolerated when dating events (seconds).
 _EVENT_SKEW_SECONDS = 10.0
+
+
+WaitPhase = Literal["waiting", "checking"]
+OnStep = Callable[[WaitPhase, float], None]
+"""``on_step(phase, quiet)``: the wait is in ``phase`` and will make no call for ``quiet`` s."""
+
+
+def _silent(phase: WaitPhase, quiet: float) -> None:
+    return None
 
 
 class Unhealthy(Exception):
@@ -173,7 +184,7 @@ class Waiter:
         wait_timeout: float,
         just_created: bool = False,
         since: float | None = None,
-        on_checking: Callable[[], None] | None = None,
+        on_step: OnStep | None = None,
         smoke: float | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> Machine:
@@ -182,21 +193,24 @@ class Waiter:
         ``since`` is when the machine was written (unix seconds; default: now).  ``smoke`` is
         the group's smoke period (default: the policy's).  ``config`` is the config we
         wrote, when known: without checks in it, no read is needed before the smoke period.
+        ``on_step(phase, quiet)`` is told when the wait enters a phase (``"waiting"`` for the
+        start, ``"checking"`` after) and, before every long-poll or check-interval pause, how
+        many seconds it will now deliberately make no other call (liveness, DESIGN.md 7).
         Returns the last machine read.  Raises :class:`Unhealthy`, :class:`MachineGone`, or a
         non-transient :class:`~controller.core.errors.FlyAPIError`.
         """
         written = self._clock.now() if since is None else since
         deadline = self._clock.monotonic() + wait_timeout
+        step = on_step or _silent
         if not running:
             return await self._settled_down(app, machine_id, version, deadline, wait_timeout)
         await self._wait_started(
-            app, machine_id, version, deadline, wait_timeout, just_created, written
+            app, machine_id, version, deadline, wait_timeout, just_created, written, step
         )
-        if on_checking is not None:
-            on_checking()
+        step("checking", 0.0)
         smoke_period = self.policy.smoke if smoke is None else smoke
         return await self._watch(
-            app, machine_id, version, deadline, wait_timeout, written, smoke_period, config
+            app, machine_id, version, deadline, wait_timeout, written, smoke_period, config, step
         )
 
     # ------------------------------------------------------------------ phases
@@ -210,6 +224,7 @@ class Waiter:
         wait_timeout: float,
         just_created: bool,
         since: float,
+        step: OnStep,
     ) -> None:
         grace_end = self._clock.monotonic() + self.policy.created_404_grace
         failures = 0
@@ -217,13 +232,11 @@ class Waiter:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise Unhealthy(f"machine did not reach started within {wait_timeout:g}s")
+            poll = min(self.policy.chunk, remaining)
+            step("waiting", poll)
             try:
                 await self._client.wait_machine(
-                    app,
-                    machine_id,
-                    state="started",
-                    version=version,
-                    timeout=min(self.policy.chunk, remaining),
+                    app, machine_id, state="started", version=version, timeout=poll
                 )
             except WaitTimeout:
                 machine = await self._read(app, machine_id, deadline=deadline)
@@ -258,11 +271,12 @@ class Waiter:
         since: float,
         smoke: float,
         config: Mapping[str, Any] | None,
+        step: OnStep,
     ) -> Machine:
         expected = None if config is None else configured_checks(config)
         if expected == 0:  # known from the config we wrote: no read before the smoke period
             if smoke > 0:
-                await self._stays_up(app, machine_id, version, deadline, smoke)
+                await self._stays_up(app, machine_id, version, deadline, smoke, step)
             machine = await self._read(app, machine_id, deadline=deadline)
             self._judge(machine, version, running=True, since=since)
             return machine
@@ -271,7 +285,7 @@ class Waiter:
         expected = configured_checks(machine.config)
         if not expected:
             if smoke > 0:
-                await self._stays_up(app, machine_id, version, deadline, smoke)
+                await self._stays_up(app, machine_id, version, deadline, smoke, step)
                 machine = await self._read(app, machine_id, deadline=deadline)
                 self._judge(machine, version, running=True, since=since)
             return machine
@@ -284,12 +298,20 @@ class Waiter:
             now = self._clock.monotonic()
             if now >= deadline:
                 raise Unhealthy(_not_healthy(machine, expected, wait_timeout))
-            await self._clock.sleep(min(pause * self._rng.uniform(1.0, 1.1), deadline - now))
+            quiet = min(pause * self._rng.uniform(1.0, 1.1), deadline - now)
+            step("checking", quiet)
+            await self._clock.sleep(quiet)
             machine = await self._read(app, machine_id, deadline=deadline)
             self._judge(machine, version, running=True, since=since)
 
     async def _stays_up(
-        self, app: str, machine_id: str, version: str, deadline: float, smoke: float
+        self,
+        app: str,
+        machine_id: str,
+        version: str,
+        deadline: float,
+        smoke: float,
+        step: OnStep,
     ) -> None:
         """Long-poll ``/wait?state=stopped&version=<v>`` for the smoke period.
 
@@ -302,13 +324,11 @@ class Waiter:
         end = min(self._clock.monotonic() + smoke, deadline)
         failures = 0
         while (remaining := end - self._clock.monotonic()) > 0:
+            poll = min(self.policy.chunk, remaining)
+            step("checking", poll)
             try:
                 await self._client.wait_machine(
-                    app,
-                    machine_id,
-                    state="stopped",
-                    version=version,
-                    timeout=min(self.policy.chunk, remaining),
+                    app, machine_id, state="stopped", version=version, timeout=poll
                 )
             except WaitTimeout:
                 continue

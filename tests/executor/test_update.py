@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from controller.execution.outcomes import Outcome
+from controller.execution.outcomes import Outcome, Progress
 from controller.execution.reconciler import list_live
 from controller.model.actual import LAUNCH_KEY
 from controller.planning.plan import NoOp, plan
@@ -177,6 +177,11 @@ async def test_progress_events_report_each_phase_in_order() -> None:
         w.events.clear()
         await w.reconcile(desired(image=IMAGE_V2, groups={"web": {"regions": {"ams": 1}}}))
         phases = [getattr(e, "phase", "result") for e in w.events]
-        assert phases == ["leased", "writing", "waiting", "checking", "result"]
+        steps = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
+        assert steps == ["leased", "writing", "waiting", "checking", "result"]
+        # Each long-poll and check-interval pause is announced (the daemon's liveness).
+        quiet = [e.phase for e in w.events if isinstance(e, Progress) and e.quiet > 0]
+        assert "waiting" in quiet
+        assert "checking" in quiet
         assert w.results()[0].version == w.machines()[0]["version"]
         assert IMAGE_V1 not in repr(w.events)  # configs never travel in events
