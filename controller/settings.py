@@ -101,13 +101,18 @@ class Settings(BaseSettings):
         description="Extra seconds the HTTP timeout of /wait gets above its 1..60 s long-poll.",
     )
     # Fly's documented limits (FLY_API.md 5): 1/s burst 3 per machine and action, get machine
-    # 5/s burst 10; the global cap is ours, to protect the shared token.
+    # 5/s burst 10.  The global cap is ours, not Fly's (Fly documents no per-token or per-org
+    # request rate): a guard against a runaway loop, sized so it never paces what the in-flight
+    # cap allows (64 machines x 6 calls per ~13 s update is ~30 req/s; ~100 req/s with no
+    # smoke period).  At the old 20 req/s a 1,000-machine rollout took 1.5x its lower bound.
     machine_action_rate: float = Field(default=1.0, gt=0, description="Per machine+action req/s.")
     machine_action_burst: int = Field(default=3, ge=1)
     get_machine_rate: float = Field(default=5.0, gt=0, description="Reads per machine, req/s.")
     get_machine_burst: int = Field(default=10, ge=1)
-    global_rate: float = Field(default=20.0, gt=0, description="All requests together, req/s.")
-    global_burst: int = Field(default=40, ge=1)
+    global_rate: float = Field(
+        default=100.0, gt=0, description="All requests together, req/s (a runaway guard)."
+    )
+    global_burst: int = Field(default=200, ge=1)
     retry_max_attempts: int = Field(
         default=4, ge=1, le=20, description="Tries per call, first included (transient errors)."
     )

@@ -29,8 +29,8 @@ class RateLimits:
     action_burst: int = 3
     read_rate: float = 5.0
     read_burst: int = 10
-    global_rate: float = 20.0
-    global_burst: int = 40
+    global_rate: float = 100.0
+    global_burst: int = 200
     enabled: bool = True
 
     @classmethod
