@@ -46,6 +46,7 @@ __all__ = [
     "classify",
     "classify_response",
     "error_from_response",
+    "is_fatal",
     "parse_lease_holder",
 ]
 
@@ -311,6 +312,12 @@ _LEASE = re.compile(r"\blease\b|currently held by", re.IGNORECASE)
 _LEASE_NOT_FOUND = re.compile(r"lease not found", re.IGNORECASE)
 _VOLUME = re.compile(r"\bvolume\b|\bvol_[0-9a-z]+", re.IGNORECASE)
 _NAME_TAKEN = re.compile(r"has already been taken|name_taken", re.IGNORECASE)
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether ``exc`` stops the whole run (:class:`GiveUp` with ``fatal``: auth)."""
+    decision = classify(exc)
+    return isinstance(decision, GiveUp) and decision.fatal
 
 
 def classify_response(

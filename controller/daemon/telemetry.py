@@ -20,11 +20,11 @@ import logging
 
 from controller.clock import Clock
 from controller.execution.outcomes import (
-    FATAL_ERROR_CLASSES,
     AppResult,
     Event,
     Outcome,
     Progress,
+    Severity,
     one_line,
 )
 from controller.flyapi import ResponseEvent
@@ -81,7 +81,7 @@ class Telemetry:
             self.metrics.conflict("version")
         elif event.outcome == "lease_held":
             self.metrics.conflict("lease")
-        if event.status is not None and event.outcome not in FATAL_ERROR_CLASSES:
+        if event.status is not None and event.status not in (401, 403):
             self.token_verified = True
 
     def on_event(self, event: Event) -> None:
@@ -133,22 +133,18 @@ class Telemetry:
 
 def run_result(result: AppResult) -> str:
     """One word for an app pass (the ``result`` label): failed, refused, lease_blocked,
-    partial or converged, most severe first (the order of ``apply``'s exit codes)."""
-    outcomes = {r.outcome for r in result.results}
-    if result.failed or result.fatal or outcomes & {Outcome.ERROR, Outcome.BAD_REQUEST}:
-        return "failed"
-    if result.refused:
-        return "refused"
-    if result.lease_blocked:
+    partial or converged: the pass's severity from the outcome table
+    (:mod:`controller.core.outcomes`), the same one that picks ``apply``'s exit code."""
+    severity = result.severity
+    if severity is Severity.REFUSED and not result.refused:
         return "lease_blocked"
-    if not result.converged:
-        return "partial"
-    return "converged"
+    return severity.run_result
 
 
 def observations(result: AppResult) -> tuple[list[Observation], set[str]]:
     """The alert observations of one app pass, and the subjects it did not look at (a halted
-    rollout skipped them: their conditions neither count nor resolve)."""
+    rollout skipped them: their conditions neither count nor resolve).  Which outcome raises
+    which alert, keyed on what, is the outcome table's (:mod:`controller.core.outcomes`)."""
     app = result.app
     seen: list[Observation] = []
     if result.failed:
@@ -157,28 +153,20 @@ def observations(result: AppResult) -> tuple[list[Observation], set[str]]:
         return seen, set()
     untouched: set[str] = set()
     for r in result.results:
-        subject = r.slot or r.machine_id or "-"
-        message = one_line(r.describe())
-        condition: Condition | None = None
-        if r.error_class in FATAL_ERROR_CLASSES:
-            condition, subject = Condition.AUTH, "-"
-        elif r.outcome is Outcome.CAPACITY:
-            condition = Condition.CAPACITY
-        elif r.outcome is Outcome.QUOTA:
-            condition, subject = Condition.QUOTA, "-"
-        elif r.outcome is Outcome.VOLUME:
-            condition = Condition.VOLUME
-        elif r.outcome is Outcome.LEASE_HELD:
-            condition = Condition.LEASE_STUCK
-        elif r.outcome is Outcome.UNHEALTHY:
-            condition, subject = Condition.ROLLOUT_HALTED, r.group or "-"
-        elif r.outcome is Outcome.BAD_REQUEST:
-            condition = Condition.BAD_REQUEST
-        elif r.outcome is Outcome.ERROR:
-            condition = Condition.API_ERROR
-        elif r.outcome is Outcome.ROLLOUT_HALTED:
+        info = r.outcome.info
+        subject = {"app": "-", "group": r.group or "-"}.get(
+            info.subject, r.slot or r.machine_id or "-"
+        )
+        if r.fatal:
+            condition: Condition | None = Condition.AUTH
+            subject = "-"
+        elif info.subject == "untouched":
             untouched.add(subject)
-        if condition is not None:
+            continue
+        else:
+            condition = Condition(info.alert) if info.alert is not None else None
+        if condition is not None and r.outcome is not Outcome.REFUSED:
+            message = one_line(r.describe())
             seen.append(Observation(AlertKey(app, subject, condition), message, r.request_id))
     if result.refused and result.plan is not None and result.plan.refused is not None:
         reason = one_line(result.plan.refused.reason)

@@ -49,7 +49,6 @@ from controller.execution.operations import (
     to_live_machine,
 )
 from controller.execution.outcomes import (
-    FATAL_ERROR_CLASSES,
     AppResult,
     Event,
     MachineResult,
@@ -139,24 +138,12 @@ class Executor:
         return AppResult(app=app_plan.app, results=results, plan=app_plan, relisted=relisted)
 
     def emit(self, event: Event) -> None:
-        """Send ``event`` to ``on_event`` and log final results."""
-        if isinstance(event, MachineResult):
-            level = logging.INFO if event.done else logging.WARNING
-            logger.log(
-                level,
-                "%s/%s",
-                event.app,
-                event.describe(),
-                extra={
-                    "app": event.app,
-                    "machine_id": event.machine_id,
-                    "slot": event.slot,
-                    "action": event.action,
-                    "outcome": event.outcome.value,
-                    "attempts": event.attempts,
-                    "request_id": event.request_id,
-                },
-            )
+        """Send ``event`` to ``on_event``.
+
+        Results are not logged here: whoever consumes them logs each one once (the daemon's
+        telemetry as a ``controller.actions`` event with every field, ``error_class``
+        included; ``apply`` prints one line per result), and every result is returned.
+        """
         if self.on_event is None:
             return
         try:
@@ -319,6 +306,6 @@ class _AppRun:
             self.quota_block = result
         elif result.outcome is Outcome.CAPACITY and isinstance(action, Create) and result.attempts:
             self.capacity_block.setdefault(action.region, result)
-        if result.error_class in FATAL_ERROR_CLASSES and self.fatal is None:
+        if result.fatal and self.fatal is None:
             self.fatal = result
         self.ctx.emit(result)

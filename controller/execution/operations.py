@@ -30,7 +30,15 @@ from controller.core.errors import (
     VersionConflict,
     VolumeInUse,
 )
-from controller.core.retry import Cooldown, Decision, Drop, Requeue, RetryPolicy, classify
+from controller.core.retry import (
+    Cooldown,
+    Decision,
+    Drop,
+    Requeue,
+    RetryPolicy,
+    classify,
+    is_fatal,
+)
 from controller.execution.leasing import HeldLease, LeaseBusy, Leaser
 from controller.execution.outcomes import Event, MachineResult, Outcome, Phase, Progress, one_line
 from controller.execution.rollout import ExecutorSettings
@@ -176,6 +184,7 @@ class MachineOps:
             message=one_line(message),
             retry_after=retry_after,
             version=version,
+            fatal=exc is not None and is_fatal(exc),
         )
 
     def failure(
