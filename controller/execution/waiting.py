@@ -81,6 +81,10 @@ class WaitPolicy:
     """Longest single ``/wait`` long-poll (Fly accepts 1..60 s)."""
     poll_min: float = 1.0
     poll_max: float = 2.0
+    check_read_max: float = 5.0
+    """Longest pause between two reads of a machine's checks.  Checks are read at their own
+    interval, but a check with a 30 s interval can pass on its first run seconds after boot:
+    waiting out the whole interval would add it to every machine of a rollout."""
     smoke: float = 10.0
     """How long a machine without checks must stay up without crashing (flyctl: 10 s)."""
     created_404_grace: float = 10.0
@@ -289,7 +293,10 @@ class Waiter:
                 machine = await self._read(app, machine_id, deadline=deadline)
                 self._judge(machine, version, running=True, since=since)
             return machine
-        pause = check_interval(machine.config, self.policy.poll_min, self.policy.poll_max)
+        pause = min(
+            check_interval(machine.config, self.policy.poll_min, self.policy.poll_max),
+            self.policy.check_read_max,
+        )
         while True:
             if machine.state == "started":
                 checks = machine.checks
