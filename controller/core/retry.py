@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
+from controller.core import defaults as d
 from controller.core import errors as e
 
 __all__ = [
@@ -147,15 +148,17 @@ class TokenBucket:
 class RetryPolicy:
     """Every number :func:`classify` uses (DESIGN.md section 6).  Seconds throughout."""
 
-    max_attempts: int = 4
-    transient: Backoff = Backoff(base=1.0, cap=30.0, minimum=1.0)
+    max_attempts: int = d.RETRY_MAX_ATTEMPTS
+    transient: Backoff = Backoff(
+        base=d.RETRY_BASE_DELAY, cap=d.RETRY_MAX_DELAY, minimum=d.RETRY_BASE_DELAY
+    )
     gateway_timeout_min: float = 10.0
     #: A ``Retry-After`` longer than this is not slept inside a call: the caller requeues.
-    max_retry_after: float = 60.0
-    capacity: Backoff = Backoff(base=30.0, cap=900.0)
-    conflict: Backoff = Backoff(base=0.1, cap=5.0)
-    max_conflict_retries: int = 5
-    lease_requeue_default: float = 5.0
+    max_retry_after: float = d.RETRY_MAX_RETRY_AFTER
+    capacity: Backoff = Backoff(base=d.CAPACITY_BACKOFF_BASE, cap=d.CAPACITY_BACKOFF_CAP)
+    conflict: Backoff = Backoff(base=d.CONFLICT_BACKOFF_BASE, cap=d.CONFLICT_BACKOFF_CAP)
+    max_conflict_retries: int = d.CONFLICT_RETRIES
+    lease_requeue_default: float = d.CONFLICT_REQUEUE
     lease_requeue_min: float = 1.0
     lease_requeue_cap: float = 60.0
 

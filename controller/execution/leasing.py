@@ -31,6 +31,7 @@ from typing import TypeVar
 import anyio
 
 from controller.clock import Clock
+from controller.core import defaults as d
 from controller.core.errors import (
     FlyAPIError,
     LeaseHeld,
@@ -49,18 +50,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class LeasePolicy:
-    """Lease timings, seconds.  ``wait`` bounds the total wait for another holder."""
+    """Lease timings, seconds.  ``wait`` bounds the total wait for another holder.
 
-    ttl: int = 30
-    refresh_every: float = 20.0
-    wait: float = 60.0
-    retry_cap: float = 15.0
+    Built by :meth:`~controller.execution.rollout.ExecutorSettings.lease_policy`; the numbers
+    the settings carry have no default here (:mod:`controller.core.defaults` has them)."""
+
+    ttl: int
+    refresh_every: float
+    wait: float
+    retry_cap: float
     """Longest single sleep while another holder keeps the lease (then look again)."""
     retry_min: float = 0.5
     """Shortest sleep before looking again (an expiry in the past still waits this long)."""
     unknown_expiry: float = 5.0
     """Sleep when the 409 does not say when the lease expires."""
-    release_timeout: float = 5.0
+    release_timeout: float = d.LEASE_RELEASE_TIMEOUT
     ambiguous_retries: int = 3
     """Extra tries of an acquisition that failed ambiguously (5xx, timeout, dropped)."""
     description: str = "machine-reconciler"

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controller.clock import Clock
+from controller.core import defaults as d
 from controller.core.errors import BadRequest, FlyAPIError, NotFound, WaitTimeout
 from controller.core.retry import Backoff
 from controller.flyapi import Machine, MachineEvent, MachinesClient
@@ -77,17 +78,17 @@ class MachineGone(Exception):
 class WaitPolicy:
     """Timings of :class:`Waiter`, seconds."""
 
-    chunk: float = 60.0
+    chunk: float = d.WAIT_CHUNK
     """Longest single ``/wait`` long-poll (Fly accepts 1..60 s)."""
-    poll_min: float = 1.0
-    poll_max: float = 2.0
-    check_read_max: float = 5.0
+    poll_min: float = d.CHECK_POLL_MIN
+    poll_max: float = d.CHECK_POLL_MAX
+    check_read_max: float = d.CHECK_READ_MAX
     """Longest pause between two reads of a machine's checks.  Checks are read at their own
     interval, but a check with a 30 s interval can pass on its first run seconds after boot:
     waiting out the whole interval would add it to every machine of a rollout."""
-    smoke: float = 10.0
+    smoke: float = d.SMOKE_SECONDS
     """How long a machine without checks must stay up without crashing (flyctl: 10 s)."""
-    created_404_grace: float = 10.0
+    created_404_grace: float = d.CREATED_404_GRACE
     """How long a 404 right after a create is retried (FLY_API.md 1.6)."""
     error_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=2.0, minimum=0.5))
 

@@ -24,6 +24,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
+from controller.core import defaults
 from controller.model.flyconfig import (
     FLY_METADATA_PREFIX,
     DNSConfig,
@@ -104,7 +105,7 @@ __all__ = [
 
 DEFAULT_MAX_UNAVAILABLE = 0.33
 DEFAULT_WAIT_TIMEOUT_S = 300.0
-DEFAULT_SMOKE_PERIOD_S = 10.0
+DEFAULT_SMOKE_PERIOD_S = defaults.SMOKE_SECONDS
 DEFAULT_MAX_DESTROY = 0.5
 
 

@@ -232,3 +232,23 @@ def test_fatal_comes_from_the_error_type_not_its_name() -> None:
     named = AppResult("web", (result(Outcome.REQUEUE, error_class="unauthorized"),))
     assert not named.fatal
     assert run_result(named) == "partial"
+
+
+def test_every_default_lives_once_in_core_defaults() -> None:
+    """The settings model, the executor's settings and the policies built from them agree
+    because they all read controller.core.defaults."""
+    from controller.core import defaults as d
+    from controller.core.retry import RetryPolicy
+    from controller.flyapi import RateLimits
+    from controller.settings import DaemonSettings
+
+    daemon = DaemonSettings(_env_file=None)  # type: ignore[call-arg]
+    ex = ExecutorSettings()
+    lease = ex.lease_policy()
+    assert daemon.lease_wait == ex.lease_wait == lease.wait == d.LEASE_WAIT
+    assert daemon.max_in_flight == ex.max_in_flight == d.MAX_IN_FLIGHT
+    assert (lease.ttl, lease.refresh_every) == (d.LEASE_TTL, d.LEASE_REFRESH)
+    assert RateLimits.from_settings(daemon) == RateLimits()
+    assert ex.retry_policy().max_conflict_retries == RetryPolicy().max_conflict_retries
+    assert daemon.retry_max_attempts == RetryPolicy().max_attempts == d.RETRY_MAX_ATTEMPTS
+    assert ex.wait_policy().smoke == d.SMOKE_SECONDS
