@@ -38,6 +38,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from controller.core import defaults as d
 from controller.core.errors import ConfigError
 
 __all__ = [
@@ -102,20 +103,32 @@ class Settings(BaseSettings):
         description="Extra seconds the HTTP timeout of /wait gets above its 1..60 s long-poll.",
     )
     # Fly's documented limits (FLY_API.md 5): 1/s burst 3 per machine and action, get machine
-    # 5/s burst 10; the global cap is ours, to protect the shared token.
-    machine_action_rate: float = Field(default=1.0, gt=0, description="Per machine+action req/s.")
-    machine_action_burst: int = Field(default=3, ge=1)
-    get_machine_rate: float = Field(default=5.0, gt=0, description="Reads per machine, req/s.")
-    get_machine_burst: int = Field(default=10, ge=1)
-    global_rate: float = Field(default=20.0, gt=0, description="All requests together, req/s.")
-    global_burst: int = Field(default=40, ge=1)
-    retry_max_attempts: int = Field(
-        default=4, ge=1, le=20, description="Tries per call, first included (transient errors)."
+    # 5/s burst 10.  The global cap is ours, not Fly's (Fly documents no per-token or per-org
+    # request rate): a guard against a runaway loop, sized so it never paces what the in-flight
+    # cap allows (64 machines x 6 calls per ~13 s update is ~30 req/s; ~100 req/s with no
+    # smoke period).  At the old 20 req/s a 1,000-machine rollout took 1.5x its lower bound.
+    machine_action_rate: float = Field(
+        default=d.ACTION_RATE, gt=0, description="Per machine+action req/s."
     )
-    retry_base_delay: float = Field(default=1.0, ge=0.01, le=60)
-    retry_max_delay: float = Field(default=30.0, ge=0.1, le=900)
+    machine_action_burst: int = Field(default=d.ACTION_BURST, ge=1)
+    get_machine_rate: float = Field(
+        default=d.READ_RATE, gt=0, description="Reads per machine, req/s."
+    )
+    get_machine_burst: int = Field(default=d.READ_BURST, ge=1)
+    global_rate: float = Field(
+        default=d.GLOBAL_RATE, gt=0, description="All requests together, req/s (a runaway guard)."
+    )
+    global_burst: int = Field(default=d.GLOBAL_BURST, ge=1)
+    retry_max_attempts: int = Field(
+        default=d.RETRY_MAX_ATTEMPTS,
+        ge=1,
+        le=20,
+        description="Tries per call, first included (transient errors).",
+    )
+    retry_base_delay: float = Field(default=d.RETRY_BASE_DELAY, ge=0.01, le=60)
+    retry_max_delay: float = Field(default=d.RETRY_MAX_DELAY, ge=0.1, le=900)
     retry_max_retry_after: float = Field(
-        default=60.0,
+        default=d.RETRY_MAX_RETRY_AFTER,
         ge=0,
         le=3600,
         description="Longest Retry-After slept inside a call; longer ones requeue the item.",
@@ -280,13 +293,17 @@ class DaemonSettings(Settings):
         description="Seconds SIGTERM waits for in-flight machine operations before cancelling.",
     )
     lease_wait: float = Field(
-        default=60.0,
+        default=d.LEASE_WAIT,
         ge=0,
         le=3600,
         description="Seconds to wait for someone else's machine lease before moving on.",
     )
     max_in_flight: int = Field(
-        default=8, ge=1, le=1000, description="Machine operations in flight at once, all apps."
+        default=d.MAX_IN_FLIGHT,
+        ge=1,
+        le=1000,
+        description="Global cap on machine operations in flight, all apps (concurrency comes "
+        "from each group's max_unavailable window; this only bounds the total).",
     )
     max_concurrent_apps: int = Field(
         default=4, ge=1, le=1000, description="Apps reconciled at the same time."

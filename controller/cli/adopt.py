@@ -30,9 +30,10 @@ import anyio
 
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError, LeaseHeld, VersionConflict
-from controller.execution.leasing import HeldLease, LeasePolicy, Leaser
+from controller.execution.leasing import HeldLease, Leaser
 from controller.execution.operations import to_live_machine
 from controller.execution.reconciler import list_live
+from controller.execution.rollout import ExecutorSettings
 from controller.flyapi import MachinesClient
 from controller.model.desired import DesiredApp
 from controller.planning.adopt import Adoption, AdoptionPlan, adopted_config, match, render
@@ -117,7 +118,7 @@ def adopt(
                 api,
                 clock=SystemClock(),
                 rng=random.Random(),
-                policy=LeasePolicy(wait=args.lease_wait),
+                policy=ExecutorSettings(lease_wait=args.lease_wait).lease_policy(),
             )
             worst = EXIT_OK
             for adoption in proposal.adoptions:

@@ -60,6 +60,7 @@ from controller.execution.outcomes import (
     Event,
     MachineResult,
     Outcome,
+    Severity,
     one_line,
 )
 from controller.execution.outcomes import Progress as Step
@@ -76,30 +77,14 @@ EXIT_REFUSED = 4
 DEFAULT_GRACE = 10.0
 _DRAIN_POLL = 0.05
 
-_ERROR_OUTCOMES = frozenset({Outcome.ERROR, Outcome.BAD_REQUEST})
-_PARTIAL_OUTCOMES = frozenset(
-    {
-        Outcome.CAPACITY,
-        Outcome.QUOTA,
-        Outcome.VOLUME,
-        Outcome.UNHEALTHY,
-        Outcome.ROLLOUT_HALTED,
-        Outcome.REQUEUE,
-        Outcome.GONE,
-    }
-)
-
 
 def exit_code(results: Sequence[AppResult], *, blocked_apps: Sequence[str] = ()) -> int:
-    """The exit code of an apply (see the module docstring)."""
-    outcomes = {r.outcome for result in results for r in result.results}
-    if any(r.failed or r.fatal for r in results) or outcomes & _ERROR_OUTCOMES:
-        return EXIT_ERROR
-    if any(r.refused or r.lease_blocked for r in results):
-        return EXIT_REFUSED
-    if blocked_apps or outcomes & _PARTIAL_OUTCOMES:
-        return EXIT_PARTIAL
-    return EXIT_CONVERGED
+    """The exit code of an apply: the worst severity of the outcome table
+    (:mod:`controller.core.outcomes`; see the module docstring)."""
+    severity = max((r.severity for r in results), default=Severity.CONVERGED)
+    if blocked_apps:
+        severity = max(severity, Severity.PARTIAL)
+    return severity.exit_code
 
 
 @dataclass(frozen=True)
@@ -267,9 +252,8 @@ class Reporter:
             counts = result.counts()
             ok = counts.get(Outcome.OK.value, 0)
             noop = counts.get(Outcome.NOOP.value, 0)
-            blocked = sum(counts.get(o.value, 0) for o in _PARTIAL_OUTCOMES)
-            blocked += counts.get(Outcome.LEASE_HELD.value, 0)
-            failed = sum(counts.get(o.value, 0) for o in _ERROR_OUTCOMES)
+            blocked = sum(1 for r in result.results if r.outcome.blocked)
+            failed = sum(1 for r in result.results if r.outcome.severity is Severity.FAILED)
             cells = [result.app, _verdict(result), str(ok), str(noop), str(blocked), str(failed)]
             if left is not None:
                 not_run = left.get(result.app, 0)

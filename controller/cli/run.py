@@ -164,7 +164,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None,
     )
     configure_logging(fmt=settings.log_format, level=settings.log_level, redactor=redactor)
-    logging.getLogger("controller.execution.executor").addFilter(_drop_duplicate_results)
     try:
         anyio.run(_run, settings, redactor, sock, backend="asyncio")
     except ConfigError as exc:
@@ -177,12 +176,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         _error(str(configs.exceptions[0]))
         return EXIT_ERROR
     return EXIT_OK
-
-
-def _drop_duplicate_results(record: logging.LogRecord) -> bool:
-    """The executor logs every final result itself; the daemon logs it as an action event
-    with every field (``controller.actions``), so the executor's line is dropped."""
-    return not hasattr(record, "outcome")
 
 
 def _listen(settings: DaemonSettings) -> socket.socket:

@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller.core import defaults as d
 from controller.core import errors as e
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "RetryPolicy",
     "TokenBucket",
     "classify",
+    "is_fatal",
 ]
 
 
@@ -136,15 +138,17 @@ class TokenBucket:
 class RetryPolicy:
     """Every number :func:`classify` uses (DESIGN.md section 6).  Seconds throughout."""
 
-    max_attempts: int = 4
-    transient: Backoff = Backoff(base=1.0, cap=30.0, minimum=1.0)
+    max_attempts: int = d.RETRY_MAX_ATTEMPTS
+    transient: Backoff = Backoff(
+        base=d.RETRY_BASE_DELAY, cap=d.RETRY_MAX_DELAY, minimum=d.RETRY_BASE_DELAY
+    )
     gateway_timeout_min: float = 10.0
     #: A ``Retry-After`` longer than this is not slept inside a call: the caller requeues.
-    max_retry_after: float = 60.0
-    capacity: Backoff = Backoff(base=30.0, cap=900.0)
-    conflict: Backoff = Backoff(base=0.1, cap=5.0)
-    max_conflict_retries: int = 5
-    lease_requeue_default: float = 5.0
+    max_retry_after: float = d.RETRY_MAX_RETRY_AFTER
+    capacity: Backoff = Backoff(base=d.CAPACITY_BACKOFF_BASE, cap=d.CAPACITY_BACKOFF_CAP)
+    conflict: Backoff = Backoff(base=d.CONFLICT_BACKOFF_BASE, cap=d.CONFLICT_BACKOFF_CAP)
+    max_conflict_retries: int = d.CONFLICT_RETRIES
+    lease_requeue_default: float = d.CONFLICT_REQUEUE
     lease_requeue_min: float = 1.0
     lease_requeue_cap: float = 60.0
 
@@ -281,3 +285,9 @@ def _lease_requeue_delay(exc: e.LeaseHeld, now: float | None, policy: RetryPolic
         return policy.lease_requeue_default
     remaining = exc.expires_at.timestamp() - now
     return min(policy.lease_requeue_cap, max(policy.lease_requeue_min, remaining))
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether ``exc`` stops the whole run (:class:`GiveUp` with ``fatal``: auth)."""
+    decision = classify(exc)
+    return isinstance(decision, GiveUp) and decision.fatal

@@ -20,11 +20,11 @@ import logging
 
 from controller.clock import Clock
 from controller.execution.outcomes import (
-    FATAL_ERROR_CLASSES,
     AppResult,
     Event,
     Outcome,
     Progress,
+    Severity,
     one_line,
 )
 from controller.flyapi import ResponseEvent
@@ -46,10 +46,32 @@ class Telemetry:
     def __init__(self, metrics: Metrics, clock: Clock) -> None:
         self.metrics = metrics
         self._clock = clock
-        self.last_activity = clock.monotonic()
+        self._seen = clock.monotonic()
+        self._quiet: dict[tuple[str, str | None], float] = {}
+        """Per action in flight: until when it announced it would make no call."""
         self.token_verified = False
         """Some API answer showed that the token works (any status but 401/403)."""
         self._lease_waits: dict[tuple[str, str | None], float] = {}
+
+    @property
+    def last_activity(self) -> float:
+        """When the loop last showed work (monotonic seconds), for liveness.
+
+        An API answer or an executor event is work.  So is a wait the executor announced
+        (``Progress.quiet``: a long-poll, a check interval, someone else's lease): the loop
+        counts as active until that wait is over, so a rollout waiting out a 15 s check
+        interval is not a stall, while a call that hangs past its announced wait is.  An
+        action's announcement ends with its next event (a long-poll that answers early).
+        """
+        now = self._clock.monotonic()
+        self._quiet = {key: until for key, until in self._quiet.items() if until > self._seen}
+        if not self._quiet:
+            return self._seen
+        return max(self._seen, min(now, max(self._quiet.values())))
+
+    @last_activity.setter
+    def last_activity(self, when: float) -> None:
+        self._seen = max(self._seen, when)
 
     def on_response(self, event: ResponseEvent) -> None:
         """The client's hook: one call per HTTP attempt."""
@@ -59,19 +81,27 @@ class Telemetry:
             self.metrics.conflict("version")
         elif event.outcome == "lease_held":
             self.metrics.conflict("lease")
-        if event.status is not None and event.outcome not in FATAL_ERROR_CLASSES:
+        if event.status is not None and event.status not in (401, 403):
             self.token_verified = True
 
     def on_event(self, event: Event) -> None:
         """The executor's hook: progress steps and final results of machine actions."""
-        self.last_activity = self._clock.monotonic()
+        now = self._clock.monotonic()
+        self.last_activity = now
         key = (event.app, event.slot or event.machine_id)
         if isinstance(event, Progress):
+            if event.quiet > 0:
+                self._quiet[key] = now + event.quiet
+            else:
+                self._quiet.pop(key, None)
             if event.phase == "lease_wait":
-                self._lease_waits.setdefault(key, self._clock.monotonic())
+                # The time spent waiting for the holder's lease (the announced pauses), not
+                # the time spent queueing for a window slot before looking again.
+                self._lease_waits[key] = self._lease_waits.get(key, 0.0) + event.quiet
             elif event.phase == "leased":
                 self._lease_waited(key)
             return
+        self._quiet.pop(key, None)
         self._lease_waited(key)
         self.metrics.action(event.app, event.action, event.outcome.value)
         if event.outcome is Outcome.NOOP:
@@ -96,29 +126,25 @@ class Telemetry:
         )
 
     def _lease_waited(self, key: tuple[str, str | None]) -> None:
-        began = self._lease_waits.pop(key, None)
-        if began is not None:
-            self.metrics.lease_waited(self._clock.monotonic() - began)
+        waited = self._lease_waits.pop(key, None)
+        if waited is not None:
+            self.metrics.lease_waited(waited)
 
 
 def run_result(result: AppResult) -> str:
     """One word for an app pass (the ``result`` label): failed, refused, lease_blocked,
-    partial or converged, most severe first (the order of ``apply``'s exit codes)."""
-    outcomes = {r.outcome for r in result.results}
-    if result.failed or result.fatal or outcomes & {Outcome.ERROR, Outcome.BAD_REQUEST}:
-        return "failed"
-    if result.refused:
-        return "refused"
-    if result.lease_blocked:
+    partial or converged: the pass's severity from the outcome table
+    (:mod:`controller.core.outcomes`), the same one that picks ``apply``'s exit code."""
+    severity = result.severity
+    if severity is Severity.REFUSED and not result.refused:
         return "lease_blocked"
-    if not result.converged:
-        return "partial"
-    return "converged"
+    return severity.run_result
 
 
 def observations(result: AppResult) -> tuple[list[Observation], set[str]]:
     """The alert observations of one app pass, and the subjects it did not look at (a halted
-    rollout skipped them: their conditions neither count nor resolve)."""
+    rollout skipped them: their conditions neither count nor resolve).  Which outcome raises
+    which alert, keyed on what, is the outcome table's (:mod:`controller.core.outcomes`)."""
     app = result.app
     seen: list[Observation] = []
     if result.failed:
@@ -127,28 +153,20 @@ def observations(result: AppResult) -> tuple[list[Observation], set[str]]:
         return seen, set()
     untouched: set[str] = set()
     for r in result.results:
-        subject = r.slot or r.machine_id or "-"
-        message = one_line(r.describe())
-        condition: Condition | None = None
-        if r.error_class in FATAL_ERROR_CLASSES:
-            condition, subject = Condition.AUTH, "-"
-        elif r.outcome is Outcome.CAPACITY:
-            condition = Condition.CAPACITY
-        elif r.outcome is Outcome.QUOTA:
-            condition, subject = Condition.QUOTA, "-"
-        elif r.outcome is Outcome.VOLUME:
-            condition = Condition.VOLUME
-        elif r.outcome is Outcome.LEASE_HELD:
-            condition = Condition.LEASE_STUCK
-        elif r.outcome is Outcome.UNHEALTHY:
-            condition, subject = Condition.ROLLOUT_HALTED, r.group or "-"
-        elif r.outcome is Outcome.BAD_REQUEST:
-            condition = Condition.BAD_REQUEST
-        elif r.outcome is Outcome.ERROR:
-            condition = Condition.API_ERROR
-        elif r.outcome is Outcome.ROLLOUT_HALTED:
+        info = r.outcome.info
+        subject = {"app": "-", "group": r.group or "-"}.get(
+            info.subject, r.slot or r.machine_id or "-"
+        )
+        if r.fatal:
+            condition: Condition | None = Condition.AUTH
+            subject = "-"
+        elif info.subject == "untouched":
             untouched.add(subject)
-        if condition is not None:
+            continue
+        else:
+            condition = Condition(info.alert) if info.alert is not None else None
+        if condition is not None and r.outcome is not Outcome.REFUSED:
+            message = one_line(r.describe())
             seen.append(Observation(AlertKey(app, subject, condition), message, r.request_id))
     if result.refused and result.plan is not None and result.plan.refused is not None:
         reason = one_line(result.plan.refused.reason)

@@ -1,18 +1,17 @@
 """Creating one machine without ever making a duplicate (DESIGN.md 5, FLY_API.md 1.3).
 
-``POST /machines`` with the slot's config plus a fresh ``reconciler/launch`` tag and
-``lease_ttl`` = the group's ``wait_timeout`` (the nonce comes back on the machine), then wait
-until it runs healthily and release that lease.  A create that fails *ambiguously* (timeout,
-dropped connection, 408, 5xx) may have created the machine anyway, so before trying again the
-machines are re-listed by the launch tag (after a short delay): a machine found is adopted, and
-the lease its lost response carried is recognised as ours (see
-:meth:`CreateOps.own_create_lease`) so it can be released.  Attempts are bounded.
+``POST /machines`` with the slot's config plus a fresh ``reconciler/launch`` tag and the
+ordinary short ``lease_ttl`` (the nonce comes back on the machine), then wait until it runs
+healthily, refreshing that lease meanwhile like any other, and release it.  A create that
+fails *ambiguously* (timeout, dropped connection, 408, 5xx) may have created the machine
+anyway, so before trying again the machines are re-listed by the launch tag (after a short
+delay): a machine found is adopted, and the lease its lost response carried is recognised as
+ours (see :meth:`CreateOps.own_create_lease`) so it can be released.  Attempts are bounded.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 
 from controller.core.errors import FlyAPIError, RateLimited
 from controller.execution.leasing import HeldLease
@@ -36,23 +35,34 @@ class CreateOps(MachineOps):
     """The create operation (see the module docstring)."""
 
     async def create(self, action: Create, group: DesiredGroup | None) -> MachineResult:
-        """Apply one planned create; always returns its result (API errors included)."""
+        """Apply one planned create; always returns its result (API errors included).
+
+        The create's lease has the ordinary short TTL and is refreshed while the new machine
+        boots and proves healthy, like any other lease, so a controller killed mid-create
+        leaves the machine locked for seconds, not for the group's ``wait_timeout``.
+        """
         wait_timeout = group.update.wait_timeout if group is not None else DEFAULT_WAIT_TIMEOUT_S
-        launch_id = self.ex.launch_ids()
+        smoke = group.update.smoke_period if group is not None else None
+        launch_id = self.ctx.launch_ids()
         attempts = Attempts()
-        async with self.ex.limiter:
+        async with self.ctx.limiter:
             try:
                 written = self.clock.now()
-                machine, held = await self.create_or_adopt(
-                    action, launch_id, wait_timeout, attempts
-                )
+                machine, held = await self.create_or_adopt(action, launch_id, attempts)
             except FlyAPIError as exc:
                 return self.failure(action, exc, attempts.n)
+
+            async def body(_: HeldLease | None = None) -> MachineResult:
+                return await self.await_created(
+                    action, machine, wait_timeout, attempts, written, smoke
+                )
+
+            if held is None:
+                return await body()
             try:
-                return await self.await_created(action, machine, wait_timeout, attempts, written)
-            finally:
-                if held is not None:
-                    await self.ex.leaser.release(held)
+                return await self.ctx.leaser.run(held, body)
+            except FlyAPIError as exc:  # the lease was lost while the machine booted
+                return self.failure(action, exc, attempts.n, machine_id=machine.id)
 
     async def await_created(
         self,
@@ -61,12 +71,13 @@ class CreateOps(MachineOps):
         wait_timeout: float,
         attempts: Attempts,
         written: float,
+        smoke: float | None = None,
     ) -> MachineResult:
         """Wait until the new ``machine`` runs healthily; its result."""
         version = machine.version or ""
         self.progress(action, "waiting", f"waiting for version {version}", machine.id)
         try:
-            await self.ex.waiter.until_healthy(
+            await self.ctx.waiter.until_healthy(
                 self.app,
                 machine.id,
                 version,
@@ -74,7 +85,11 @@ class CreateOps(MachineOps):
                 wait_timeout=wait_timeout,
                 just_created=True,
                 since=written,
-                on_checking=lambda: self.progress(action, "checking", machine_id=machine.id),
+                on_step=lambda phase, quiet: self.progress(
+                    action, phase, machine_id=machine.id, quiet=quiet
+                ),
+                smoke=smoke,
+                config=action.config,
             )
         except Unhealthy as exc:
             return self.result(
@@ -100,12 +115,12 @@ class CreateOps(MachineOps):
         )
 
     async def create_or_adopt(
-        self, action: Create, launch_id: str, wait_timeout: float, attempts: Attempts
+        self, action: Create, launch_id: str, attempts: Attempts
     ) -> tuple[Machine, HeldLease | None]:
         """Create the machine, or find the one an ambiguous failure created anyway."""
-        settings = self.ex.settings
+        settings = self.ctx.settings
         config = with_launch(action.config, launch_id)
-        ttl = max(1, math.ceil(wait_timeout))
+        ttl = self.ctx.leaser.policy.ttl
         last: FlyAPIError | None = None
         for attempt in range(1, settings.create_attempts + 1):
             attempts.n = attempt
@@ -130,7 +145,7 @@ class CreateOps(MachineOps):
                     held = HeldLease(self.app, machine.id, machine.nonce, machine.version, None)
                 return machine, held
             # The create may have happened (silent success): look for its launch tag first.
-            await self.clock.sleep(settings.create_relist_delay * self.ex.rng.uniform(1.0, 1.5))
+            await self.clock.sleep(settings.create_relist_delay * self.ctx.rng.uniform(1.0, 1.5))
             found = await self.client.list_machines(self.app, metadata={LAUNCH_KEY: launch_id})
             alive = [m for m in found if not to_live_machine(m).gone]
             if alive:
@@ -148,9 +163,10 @@ class CreateOps(MachineOps):
     def rate_limited_delay(self, exc: RateLimited) -> float:
         """How long to wait before sending a create Fly refused with 429: its ``Retry-After``
         (a floor), else a transient backoff, never longer than the policy's cap."""
-        policy = self.ex.policy
+        policy = self.ctx.policy
         hint = exc.retry_after if exc.retry_after is not None else policy.transient.delay(1)
-        return min(policy.max_retry_after, max(hint, policy.transient.minimum))
+        delay: float = min(policy.max_retry_after, max(hint, policy.transient.minimum))
+        return delay
 
     async def own_create_lease(
         self, machine: Machine, sent_at: float, ttl: int
@@ -170,7 +186,7 @@ class CreateOps(MachineOps):
             return None
         if lease.version and machine.version and lease.version != machine.version:
             return None
-        owner = self.ex.leaser.owner
+        owner = self.ctx.leaser.owner
         if owner and lease.owner and lease.owner != owner:
             return None
         earliest = sent_at + ttl - _CREATE_LEASE_SKEW

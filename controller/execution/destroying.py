@@ -82,7 +82,7 @@ class DestroyOps(MachineOps):
 
     async def wait_destroyed(self, machine_id: str) -> None:
         """Wait (bounded by ``destroy_wait``) for ``destroyed``; never fails the action."""
-        settings = self.ex.settings
+        settings = self.ctx.settings
         deadline = self.clock.monotonic() + settings.destroy_wait
         while (remaining := deadline - self.clock.monotonic()) > 0:
             try:

@@ -3,9 +3,11 @@
 It never decides *what* to do (that is :func:`controller.planning.plan.plan`); it decides *how*:
 
 * **Order** (:mod:`controller.execution.rollout`): groups in file order; in a group, creates
-  (bounded concurrency) and then updates in batches of ``max_unavailable``; destroys last.  At most
-  ``max_in_flight`` (8) machine operations run at once, across every app sharing the executor
-  (one ``anyio.CapacityLimiter``; a machine waiting for someone else's lease holds no slot).
+  (paced by the client at Fly's create limit) and then updates in a *sliding window* of
+  ``max_unavailable`` (a new machine starts as soon as one finishes); destroys last.  The window
+  is what bounds concurrency; ``max_in_flight`` (default 64) is only a global safety cap across
+  every app sharing the executor (one ``anyio.CapacityLimiter``; a machine waiting for someone
+  else's lease holds neither a window slot nor an in-flight slot).
 * **Update** of one machine: lease (short TTL, refreshed in the background,
   :mod:`controller.execution.leasing`; someone else's lease is waited for up to ``lease_wait``,
   never cleared); if the lease shows another version than planned, re-read and re-plan that machine;
@@ -39,9 +41,14 @@ from controller.clock import Clock
 from controller.execution.creating import CreateOps
 from controller.execution.destroying import DestroyOps
 from controller.execution.leasing import Leaser
-from controller.execution.operations import Action, new_launch_id, to_live_machine
+from controller.execution.operations import (
+    Action,
+    ExecutionContext,
+    MachineOps,
+    new_launch_id,
+    to_live_machine,
+)
 from controller.execution.outcomes import (
-    FATAL_ERROR_CLASSES,
     AppResult,
     Event,
     MachineResult,
@@ -51,7 +58,6 @@ from controller.execution.rollout import (
     ExecutorSettings,
     GroupWork,
     batch_size,
-    batches,
     group_work,
 )
 from controller.execution.updating import UpdateOps
@@ -115,28 +121,29 @@ class Executor:
             raise ValueError(f"plan for {app_plan.app!r} but desired state for {desired.app!r}")
         if app_plan.needs_relist:
             raise ValueError("this plan needs a re-list before it may create machines")
-        results = await _AppRun(self, app_plan, desired).run()
+        ctx = ExecutionContext(
+            client=self.client,
+            clock=self.clock,
+            rng=self.rng,
+            leaser=self.leaser,
+            waiter=self.waiter,
+            policy=self.policy,
+            settings=self.settings,
+            launch_ids=self.launch_ids,
+            emit=self.emit,
+            limiter=self.limiter,
+            desired=desired,
+        )
+        results = await _AppRun(ctx, app_plan).run()
         return AppResult(app=app_plan.app, results=results, plan=app_plan, relisted=relisted)
 
     def emit(self, event: Event) -> None:
-        """Send ``event`` to ``on_event`` and log final results."""
-        if isinstance(event, MachineResult):
-            level = logging.INFO if event.done else logging.WARNING
-            logger.log(
-                level,
-                "%s/%s",
-                event.app,
-                event.describe(),
-                extra={
-                    "app": event.app,
-                    "machine_id": event.machine_id,
-                    "slot": event.slot,
-                    "action": event.action,
-                    "outcome": event.outcome.value,
-                    "attempts": event.attempts,
-                    "request_id": event.request_id,
-                },
-            )
+        """Send ``event`` to ``on_event``.
+
+        Results are not logged here: whoever consumes them logs each one once (the daemon's
+        telemetry as a ``controller.actions`` event with every field, ``error_class``
+        included; ``apply`` prints one line per result), and every result is returned.
+        """
         if self.on_event is None:
             return
         try:
@@ -166,11 +173,21 @@ async def execute(
 # ------------------------------------------------------------------------------ one app
 
 
-class _AppRun(UpdateOps, CreateOps, DestroyOps):
-    """The state of one app's execution: results, halted groups, cooldowns, fatal errors."""
+class _AppRun:
+    """The state of one app's execution: results, halted groups, cooldowns, fatal errors.
 
-    def __init__(self, ex: Executor, app_plan: AppPlan, desired: DesiredApp) -> None:
-        super().__init__(ex, app_plan, desired)
+    The per-machine operations are separate objects sharing only the frozen context.
+    """
+
+    def __init__(self, ctx: ExecutionContext, app_plan: AppPlan) -> None:
+        self.ctx = ctx
+        self.plan = app_plan
+        self.desired = ctx.desired
+        self.ops = MachineOps(ctx)
+        self.updates = UpdateOps(ctx)
+        self.creates = CreateOps(ctx)
+        self.destroys = DestroyOps(ctx)
+        self.result = self.ops.result
         self._index = {id(a): i for i, a in enumerate(app_plan.actions)}
         self._results: list[MachineResult | None] = [None] * len(app_plan.actions)
         self.halted: dict[str | None, MachineResult] = {}
@@ -191,7 +208,7 @@ class _AppRun(UpdateOps, CreateOps, DestroyOps):
             works = group_work(self.plan, self.desired)
             for work in works:
                 await self._group(work)
-            limiter = anyio.CapacityLimiter(self.ex.settings.destroy_concurrency)
+            limiter = anyio.CapacityLimiter(self.ctx.settings.destroy_concurrency)
             async with anyio.create_task_group() as tg:
                 for work in works:
                     for destroy in work.destroys:
@@ -200,17 +217,32 @@ class _AppRun(UpdateOps, CreateOps, DestroyOps):
 
     async def _group(self, work: GroupWork) -> None:
         if work.creates:
-            limiter = anyio.CapacityLimiter(self.ex.settings.create_concurrency)
+            # Every create of the group is started at once: the client paces the POSTs at
+            # Fly's per-app create limit (1/s, burst 3), the in-flight cap bounds the rest.
+            limiter = anyio.CapacityLimiter(self.ctx.settings.create_concurrency)
             async with anyio.create_task_group() as tg:
                 for create in work.creates:
                     tg.start_soon(self._task, create, work, limiter)
         if not work.updates:
             return
+        # A sliding window: at most max_unavailable machines of the group are being updated;
+        # the next starts as soon as one finishes (not in fixed batches).  A machine that
+        # fails its health gate halts the group: queued ones are refused by the gate once
+        # they get a slot, in-flight ones finish.
         machines = len(work.creates) + len(work.updates) + len(work.noops)
-        for batch in batches(work.updates, batch_size(work.group, machines)):
-            async with anyio.create_task_group() as tg:
-                for update in batch:
-                    tg.start_soon(self._task, update, work, None)
+        window = anyio.CapacityLimiter(batch_size(work.group, machines))
+        async with anyio.create_task_group() as tg:
+            for update in work.updates:
+                tg.start_soon(self._update, update, work, window)
+
+    async def _update(self, action: Update, work: GroupWork, window: anyio.CapacityLimiter) -> None:
+        result = self._skipped(action, work) or await self.updates.update(
+            action,
+            work.group,
+            window=window,
+            gate=lambda: self._skipped(action, work),
+        )
+        self.record(action, result)
 
     async def _task(
         self, action: Action, work: GroupWork, limiter: anyio.CapacityLimiter | None
@@ -224,11 +256,11 @@ class _AppRun(UpdateOps, CreateOps, DestroyOps):
 
     async def _apply(self, action: Action, group: DesiredGroup | None) -> MachineResult:
         if isinstance(action, Create):
-            return await self.create(action, group)
+            return await self.creates.create(action, group)
         if isinstance(action, Update):
-            return await self.update(action, group)
+            return await self.updates.update(action, group)
         if isinstance(action, Destroy):
-            return await self.destroy(action)
+            return await self.destroys.destroy(action)
         return self.result(action, Outcome.NOOP, message=action.reason)
 
     def _skipped(self, action: Action, work: GroupWork) -> MachineResult | None:
@@ -274,6 +306,6 @@ class _AppRun(UpdateOps, CreateOps, DestroyOps):
             self.quota_block = result
         elif result.outcome is Outcome.CAPACITY and isinstance(action, Create) and result.attempts:
             self.capacity_block.setdefault(action.region, result)
-        if result.error_class in FATAL_ERROR_CLASSES and self.fatal is None:
+        if result.fatal and self.fatal is None:
             self.fatal = result
-        self.ex.emit(result)
+        self.ctx.emit(result)

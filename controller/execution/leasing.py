@@ -1,9 +1,10 @@
 """Machine leases for the executor: acquire, keep alive while working, always release.
 
 A Fly lease is a cooperative per-machine lock (FLY_API.md 1.7, 4.1).  The executor holds one
-around every mutation of an existing machine, the way ``fly deploy`` does: a **short TTL**
-(15 s) **refreshed** every 5 s by a background task while the machine is being worked on, so a
-killed controller strands a lease for seconds, not the 30 minutes flyctl once used.
+around every mutation of an existing machine, and around a new machine until it proves healthy:
+a **short TTL** (30 s) **refreshed** every 20 s by a background task while the machine is being
+worked on, so a killed controller strands a lease for at most 30 s, not the 30 minutes flyctl
+once used, and a normal update (stop, boot, 10 s smoke period) needs no refresh at all.
 
 * :meth:`Leaser.try_acquire` makes one acquisition (retrying only ambiguous failures, which at
   worst leave a lease of our own that expires by itself).  Someone else's lease raises
@@ -30,6 +31,7 @@ from typing import TypeVar
 import anyio
 
 from controller.clock import Clock
+from controller.core import defaults as d
 from controller.core.errors import (
     FlyAPIError,
     LeaseHeld,
@@ -48,18 +50,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class LeasePolicy:
-    """Lease timings, seconds.  ``wait`` bounds the total wait for another holder."""
+    """Lease timings, seconds.  ``wait`` bounds the total wait for another holder.
 
-    ttl: int = 15
-    refresh_every: float = 5.0
-    wait: float = 60.0
-    retry_cap: float = 15.0
+    Built by :meth:`~controller.execution.rollout.ExecutorSettings.lease_policy`; the numbers
+    the settings carry have no default here (:mod:`controller.core.defaults` has them)."""
+
+    ttl: int
+    refresh_every: float
+    wait: float
+    retry_cap: float
     """Longest single sleep while another holder keeps the lease (then look again)."""
     retry_min: float = 0.5
     """Shortest sleep before looking again (an expiry in the past still waits this long)."""
     unknown_expiry: float = 5.0
     """Sleep when the 409 does not say when the lease expires."""
-    release_timeout: float = 5.0
+    release_timeout: float = d.LEASE_RELEASE_TIMEOUT
     ambiguous_retries: int = 3
     """Extra tries of an acquisition that failed ambiguously (5xx, timeout, dropped)."""
     description: str = "machine-reconciler"

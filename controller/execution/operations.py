@@ -11,11 +11,14 @@ operations themselves live in :mod:`controller.execution.updating`,
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import anyio
+
+from controller.clock import Clock
 from controller.core.errors import (
     BadRequest,
     FlyAPIError,
@@ -29,21 +32,31 @@ from controller.core.errors import (
     VersionConflict,
     VolumeInUse,
 )
-from controller.core.retry import Cooldown, Decision, Drop, Requeue, classify
-from controller.execution.leasing import HeldLease, LeaseBusy
-from controller.execution.outcomes import MachineResult, Outcome, Phase, Progress, one_line
-from controller.flyapi import Machine
+from controller.core.retry import (
+    Cooldown,
+    Decision,
+    Drop,
+    Requeue,
+    RetryPolicy,
+    classify,
+    is_fatal,
+)
+from controller.execution.leasing import HeldLease, LeaseBusy, Leaser
+from controller.execution.outcomes import Event, MachineResult, Outcome, Phase, Progress, one_line
+from controller.execution.rollout import ExecutorSettings
+from controller.execution.waiting import Waiter
+from controller.flyapi import Machine, MachinesClient
 from controller.model.actual import CheckStatus, LiveMachine
 from controller.model.desired import DesiredApp
-from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
-
-if TYPE_CHECKING:
-    from controller.execution.executor import Executor
+from controller.planning.plan import Create, Destroy, NoOp, Update
 
 __all__ = [
     "Action",
     "Attempts",
+    "ExecutionContext",
+    "Gate",
     "MachineOps",
+    "Skipped",
     "ambiguous",
     "new_launch_id",
     "outcome_for",
@@ -70,6 +83,41 @@ def to_live_machine(machine: Machine) -> LiveMachine:
         checks=tuple(CheckStatus(name=c.name, status=c.status) for c in machine.checks),
         created_at=machine.created_at or "",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """Everything a per-machine operation of one app's execution needs, passed explicitly.
+
+    Built by :class:`~controller.execution.executor.Executor` for each app it executes; the
+    operations never reach back into the executor (no import cycle, no shared ``self``).
+    """
+
+    client: MachinesClient
+    clock: Clock
+    rng: random.Random
+    leaser: Leaser
+    waiter: Waiter
+    policy: RetryPolicy
+    settings: ExecutorSettings
+    launch_ids: Callable[[], str]
+    emit: Callable[[Event], None]
+    limiter: anyio.CapacityLimiter
+    """The executor-wide in-flight cap (shared by every app it runs)."""
+    desired: DesiredApp
+
+
+#: Called once an operation holds its window slot: a result when the machine must not be
+#: touched after all (its group halted meanwhile, a fatal error), else None.
+Gate = Callable[[], MachineResult | None]
+
+
+class Skipped(Exception):
+    """The gate refused the operation once it had its slot; ``result`` says why."""
+
+    def __init__(self, result: MachineResult) -> None:
+        super().__init__(result.message)
+        self.result = result
 
 
 @dataclass(slots=True)
@@ -104,13 +152,12 @@ def outcome_for(exc: FlyAPIError, decision: Decision) -> Outcome:
 class MachineOps:
     """Shared helpers of the per-machine operations of one app's execution."""
 
-    def __init__(self, ex: Executor, app_plan: AppPlan, desired: DesiredApp) -> None:
-        self.ex = ex
-        self.app = app_plan.app
-        self.plan = app_plan
-        self.desired = desired
-        self.client = ex.client
-        self.clock = ex.clock
+    def __init__(self, ctx: ExecutionContext) -> None:
+        self.ctx = ctx
+        self.app = ctx.desired.app
+        self.desired = ctx.desired
+        self.client = ctx.client
+        self.clock = ctx.clock
 
     def result(
         self,
@@ -139,6 +186,7 @@ class MachineOps:
             message=one_line(message),
             retry_after=retry_after,
             version=version,
+            fatal=exc is not None and is_fatal(exc),
         )
 
     def failure(
@@ -146,7 +194,7 @@ class MachineOps:
     ) -> MachineResult:
         """The result for an API error, per :func:`controller.core.retry.classify`."""
         decision = classify(
-            exc, attempt=max(1, attempts), now=self.clock.now(), policy=self.ex.policy
+            exc, attempt=max(1, attempts), now=self.clock.now(), policy=self.ctx.policy
         )
         outcome = outcome_for(exc, decision)
         retry_after = getattr(decision, "after", None)
@@ -165,10 +213,16 @@ class MachineOps:
         )
 
     def progress(
-        self, action: Action, phase: Phase, message: str = "", machine_id: str | None = None
+        self,
+        action: Action,
+        phase: Phase,
+        message: str = "",
+        machine_id: str | None = None,
+        *,
+        quiet: float = 0.0,
     ) -> None:
-        """Emit a :class:`Progress` step of ``action``."""
-        self.ex.emit(
+        """Emit a :class:`Progress` step of ``action`` (``quiet``: see :class:`Progress`)."""
+        self.ctx.emit(
             Progress(
                 app=self.app,
                 machine_id=machine_id or action.machine_id,
@@ -177,6 +231,7 @@ class MachineOps:
                 action=action.kind,  # type: ignore[arg-type]  # the four ClassVar literals
                 phase=phase,
                 message=one_line(message),
+                quiet=quiet,
             )
         )
 
@@ -184,18 +239,27 @@ class MachineOps:
         self,
         action: Update | Destroy,
         body: Callable[[HeldLease], Awaitable[MachineResult]],
+        *,
+        window: anyio.CapacityLimiter | None = None,
+        gate: Gate | None = None,
     ) -> MachineResult:
-        """Run ``body`` under the machine's lease, holding an in-flight slot meanwhile.
+        """Run ``body`` under the machine's lease, holding a slot of the group's ``window``
+        (its ``max_unavailable``) and of the in-flight cap meanwhile.
 
-        Someone else's lease is waited for (without a slot) until it expires, at most
-        ``lease_wait`` in all; then :class:`LeaseBusy`.
+        ``gate`` is asked once both slots are held (a halt may have happened while waiting for
+        them): its result is raised as :class:`Skipped`.  Someone else's lease is waited for
+        (without any slot) until it expires, at most ``lease_wait`` in all; then
+        :class:`LeaseBusy`.
         """
-        leaser = self.ex.leaser
+        leaser = self.ctx.leaser
         deadline: float | None = None  # lease_wait counts from the first "held by"
         tries = 0
         while True:
             tries += 1
-            async with self.ex.limiter:
+            async with _slot(window), self.ctx.limiter:
+                refused = gate() if gate is not None else None
+                if refused is not None:
+                    raise Skipped(refused)
                 try:
                     held = await leaser.try_acquire(self.app, action.machine_id)
                 except LeaseHeld as exc:
@@ -213,6 +277,7 @@ class MachineOps:
                 action,
                 "lease_wait",
                 f"lease held by {busy.holder or 'someone else'}; looking again in {delay:.1f}s",
+                quiet=delay,
             )
             await self.clock.sleep(delay)
 
@@ -225,7 +290,7 @@ class MachineOps:
             attempts=busy.tries,
             exc=busy.last,
             message=f"lease held by {holder} for longer than lease_wait "
-            f"({self.ex.leaser.policy.wait:g}s); left alone",
+            f"({self.ctx.leaser.policy.wait:g}s); left alone",
             retry_after=busy.retry_after,
         )
 
@@ -238,3 +303,15 @@ class MachineOps:
         except FlyAPIError:
             return False
         return to_live_machine(machine).gone
+
+
+class _NoSlot:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _slot(window: anyio.CapacityLimiter | None) -> anyio.CapacityLimiter | _NoSlot:
+    return window if window is not None else _NoSlot()

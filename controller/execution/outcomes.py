@@ -3,44 +3,27 @@
 The executor (:mod:`controller.execution.executor`) turns every planned action into exactly one
 :class:`MachineResult`; the reconciler (:mod:`controller.execution.reconciler`) wraps them, with
 the plan, into an :class:`AppResult`.  The CLI maps an :class:`AppResult` to an exit code
-(DESIGN.md 4:
-``converged`` -> 0, ``refused`` or ``lease_blocked`` -> 4, ``partial`` -> 3, otherwise 1) and
+(DESIGN.md 4, through :attr:`AppResult.severity`) and
 the daemon requeues an app after the smallest ``retry_after`` hint.  :class:`Progress` records
 are the intermediate steps shown by ``on_event`` callbacks (CLI progress, logs).
 
 Records never hold configs, env values or tokens: ``message`` is one line built from the
 action and the API's error text, which the client has already scrubbed of env values.
 
-Outcomes (:class:`Outcome`)::
-
-    ok              done and verified (running the new version, checks passing)
-    noop            nothing to do (planned, or found in sync after a re-read)
-    lease_held      another holder kept the lease past ``lease_wait``     -> exit 4
-    requeue         try again next pass (version conflicts exhausted, lease lost)
-    capacity        insufficient capacity (region/host)                    -> partial
-    quota           org quota / machine limit                              -> partial
-    volume          volume in use / placement (412)                        -> partial
-    bad_request     the API refused this spec (400/422)
-    unhealthy       did not run the new version or pass checks: halts the group
-    rollout_halted  not attempted because the group's rollout halted      -> partial
-    gone            the machine disappeared (404): the next pass re-lists
-    error           anything else (transient failures after retries, auth, unexpected)
-    refused         the plan broke a safety budget and was not run        -> exit 4
+Outcomes (:class:`~controller.core.outcomes.Outcome`), with their severity, exit code, alert
+and whether they count as blocked, are one table in :mod:`controller.core.outcomes`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal
 
+from controller.core.outcomes import Outcome, Severity, worst
 from controller.planning.plan import AppPlan
 
 __all__ = [
-    "BLOCKED_OUTCOMES",
-    "DONE_OUTCOMES",
-    "FATAL_ERROR_CLASSES",
     "ActionKind",
     "AppResult",
     "Event",
@@ -48,6 +31,7 @@ __all__ = [
     "Outcome",
     "Phase",
     "Progress",
+    "Severity",
     "one_line",
 ]
 
@@ -58,34 +42,6 @@ Phase = Literal[
 
 #: Longest ``message`` kept in a record.
 MAX_MESSAGE = 300
-
-
-class Outcome(StrEnum):
-    """How one action ended (see the module docstring)."""
-
-    OK = "ok"
-    NOOP = "noop"
-    LEASE_HELD = "lease_held"
-    REQUEUE = "requeue"
-    CAPACITY = "capacity"
-    QUOTA = "quota"
-    VOLUME = "volume"
-    BAD_REQUEST = "bad_request"
-    UNHEALTHY = "unhealthy"
-    ROLLOUT_HALTED = "rollout_halted"
-    GONE = "gone"
-    ERROR = "error"
-    REFUSED = "refused"
-
-
-DONE_OUTCOMES = frozenset({Outcome.OK, Outcome.NOOP})
-"""The machine is where the desired state wants it."""
-BLOCKED_OUTCOMES = frozenset(
-    {Outcome.CAPACITY, Outcome.QUOTA, Outcome.VOLUME, Outcome.UNHEALTHY, Outcome.ROLLOUT_HALTED}
-)
-"""Blocked by a backoff-or-alert condition: the run is *partial* (exit 3)."""
-FATAL_ERROR_CLASSES = frozenset({"unauthorized", "forbidden"})
-"""Errors that stop the whole run (DESIGN.md 6, auth)."""
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -118,11 +74,13 @@ class MachineResult:
     message: str = ""
     retry_after: float | None = None
     version: str | None = None
+    fatal: bool = False
+    """The error stops the whole run (auth: ``GiveUp.fatal`` of its classification)."""
 
     @property
     def done(self) -> bool:
         """The machine is in its desired state (``ok`` or ``noop``)."""
-        return self.outcome in DONE_OUTCOMES
+        return self.outcome.done
 
     def describe(self) -> str:
         """One line for logs and the CLI: ``update web-ams-0 (3d8d...) -> ok: message``."""
@@ -144,6 +102,9 @@ class Progress:
     action: ActionKind
     phase: Phase
     message: str = ""
+    quiet: float = 0.0
+    """Seconds the action will now deliberately make no API call (a long-poll, a check
+    interval, someone else's lease): the daemon's liveness counts that as progress."""
 
 
 Event = MachineResult | Progress
@@ -166,6 +127,8 @@ class AppResult:
     message: str = ""
     request_id: str | None = None
     relisted: bool = False
+    error_fatal: bool = False
+    """The app-level error (``error_class``) stops the whole run (auth)."""
 
     @property
     def refused(self) -> bool:
@@ -192,8 +155,9 @@ class AppResult:
 
     @property
     def partial(self) -> bool:
-        """Some machines are blocked by capacity, quota, a volume or a halted rollout."""
-        return any(r.outcome in BLOCKED_OUTCOMES for r in self.results)
+        """Some machines are blocked (capacity, quota, a volume, a halted rollout, a requeue,
+        someone else's lease: the ``blocked`` column of the outcome table)."""
+        return any(r.outcome.blocked for r in self.results)
 
     @property
     def lease_blocked(self) -> bool:
@@ -203,8 +167,16 @@ class AppResult:
     @property
     def fatal(self) -> bool:
         """An auth failure: the whole run should stop (not ready, exit non-zero)."""
-        classes = {self.error_class, *(r.error_class for r in self.results)}
-        return bool(classes & FATAL_ERROR_CLASSES)
+        return self.error_fatal or any(r.fatal for r in self.results)
+
+    @property
+    def severity(self) -> Severity:
+        """How the pass ended, from the outcome table: failed (an app-level or fatal error, or
+        a failed action) > refused (a refused plan, a held lease) > partial > converged."""
+        if self.failed or self.fatal:
+            return Severity.FAILED
+        severity = worst(r.outcome for r in self.results)
+        return max(severity, Severity.REFUSED) if self.refused else severity
 
     @property
     def retry_after(self) -> float | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.core.errors import FlyAPIError
+from controller.core.retry import is_fatal
 from controller.execution.executor import Executor, to_live_machine
 from controller.execution.outcomes import AppResult, one_line
 from controller.flyapi import MachinesClient
@@ -114,5 +115,6 @@ async def reconcile_app(
             error_class=exc.error_class,
             message=one_line(f"listing machines failed: {exc.message or exc.error_class}"),
             request_id=exc.request_id,
+            error_fatal=is_fatal(exc),
         )
     return await executor.execute(observed.plan, desired, relisted=observed.relisted)

@@ -1,7 +1,7 @@
 """Rollout policy: the executor's settings and how a plan is cut into ordered work.
 
-DESIGN.md 5: per app, groups in file order; inside a group, updates roll in batches of the
-group's ``max_unavailable`` (a fraction of the group's machine count, at least 1, or an absolute
+DESIGN.md 5: per app, groups in file order; inside a group, updates roll in a sliding window of
+the group's ``max_unavailable`` (a fraction of the group's machine count, at least 1, or an absolute
 count when >= 1); creates run with bounded concurrency; destroys run last.  This module is pure
 (no I/O): :func:`group_work` orders the plan, :func:`batches` cuts a group's updates, and
 :class:`ExecutorSettings` holds every number the executor uses, with its default.
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from controller.core import defaults as d
 from controller.core.retry import Backoff, RetryPolicy
 from controller.execution.leasing import LeasePolicy
 from controller.execution.waiting import WaitPolicy
@@ -32,30 +33,42 @@ T = TypeVar("T")
 class ExecutorSettings:
     """Every number of the executor (seconds unless said otherwise), with its default."""
 
-    max_in_flight: int = 8
-    """Machine operations in flight at once, across every app sharing the executor."""
-    create_concurrency: int = 4
-    """Creates of one group running at once (the overall cap still applies)."""
+    max_in_flight: int = d.MAX_IN_FLIGHT
+    """A global safety cap on machine operations in flight, across every app sharing the
+    executor.  Concurrency comes from the groups' ``max_unavailable`` windows and the client's
+    pacing (Fly limits requests per machine, not per token), so this cap is set high enough
+    not to throttle a rollout: 64 keeps 1,000 machines at 0.33 moving at their windows' pace
+    per few apps while bounding open requests and memory if many apps roll at once."""
+    create_concurrency: int = 1000
+    """Creates of one group running at once.  The client paces the POSTs at Fly's per-app
+    create limit (1/s, burst 3), which is the real bound; this only caps the waiting tasks."""
     destroy_concurrency: int = 4
     """Destroys of one app running at once."""
-    lease_ttl: int = 15
-    lease_refresh: float = 5.0
-    lease_wait: float = 60.0
+    lease_ttl: int = d.LEASE_TTL
+    """Lease TTL, creates included.  30 s covers a normal update (stop, boot, 10 s smoke
+    period) without a refresh, while a killed controller's lease expires within 30 s."""
+    lease_refresh: float = d.LEASE_REFRESH
+    lease_wait: float = d.LEASE_WAIT
     """How long to wait for another holder's lease before giving up (``--lease-wait``)."""
-    lease_retry_cap: float = 15.0
+    lease_retry_cap: float = d.LEASE_RETRY_CAP
     """Longest single sleep between two looks at another holder's lease."""
-    release_timeout: float = 5.0
-    conflict_retries: int = 5
+    release_timeout: float = d.LEASE_RELEASE_TIMEOUT
+    conflict_retries: int = d.CONFLICT_RETRIES
     """Re-read/re-plan/retry rounds after 409 version conflicts before requeueing."""
-    conflict_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.1, cap=5.0))
-    conflict_requeue: float = 5.0
-    capacity_backoff: Backoff = field(default_factory=lambda: Backoff(base=30.0, cap=900.0))
+    conflict_backoff: Backoff = field(
+        default_factory=lambda: Backoff(base=d.CONFLICT_BACKOFF_BASE, cap=d.CONFLICT_BACKOFF_CAP)
+    )
+    conflict_requeue: float = d.CONFLICT_REQUEUE
+    capacity_backoff: Backoff = field(
+        default_factory=lambda: Backoff(base=d.CAPACITY_BACKOFF_BASE, cap=d.CAPACITY_BACKOFF_CAP)
+    )
     """Cooldown hint after capacity/quota errors (30 s doubling to 15 min)."""
-    wait_chunk: float = 60.0
-    check_poll_min: float = 1.0
-    check_poll_max: float = 2.0
-    smoke_seconds: float = 10.0
-    created_404_grace: float = 10.0
+    wait_chunk: float = d.WAIT_CHUNK
+    check_poll_min: float = d.CHECK_POLL_MIN
+    check_poll_max: float = d.CHECK_POLL_MAX
+    check_read_max: float = d.CHECK_READ_MAX
+    smoke_seconds: float = d.SMOKE_SECONDS
+    created_404_grace: float = d.CREATED_404_GRACE
     create_attempts: int = 3
     """Creates tried for one slot after ambiguous failures (each preceded by a re-list)."""
     create_relist_delay: float = 1.0
@@ -91,6 +104,7 @@ class ExecutorSettings:
             chunk=self.wait_chunk,
             poll_min=self.check_poll_min,
             poll_max=self.check_poll_max,
+            check_read_max=self.check_read_max,
             smoke=self.smoke_seconds,
             created_404_grace=self.created_404_grace,
         )

@@ -11,10 +11,12 @@ re-plan that finds the machine in sync still verifies its health before reportin
 
 from __future__ import annotations
 
+import anyio
+
 from controller.core.errors import FlyAPIError, NotFound, PreconditionFailed, VersionConflict
 from controller.core.retry import Replan, classify
 from controller.execution.leasing import HeldLease, LeaseBusy
-from controller.execution.operations import Attempts, MachineOps, to_live_machine
+from controller.execution.operations import Attempts, Gate, MachineOps, Skipped, to_live_machine
 from controller.execution.outcomes import MachineResult, Outcome
 from controller.execution.waiting import MachineGone, Unhealthy
 from controller.model.desired import DEFAULT_WAIT_TIMEOUT_S, DesiredGroup
@@ -26,16 +28,30 @@ __all__ = ["UpdateOps"]
 class UpdateOps(MachineOps):
     """The update operation (see the module docstring)."""
 
-    async def update(self, action: Update, group: DesiredGroup | None) -> MachineResult:
-        """Apply one planned update; always returns its result (API errors included)."""
+    async def update(
+        self,
+        action: Update,
+        group: DesiredGroup | None,
+        *,
+        window: anyio.CapacityLimiter | None = None,
+        gate: Gate | None = None,
+    ) -> MachineResult:
+        """Apply one planned update; always returns its result (API errors included).
+
+        ``window`` is the group's sliding ``max_unavailable`` window, ``gate`` the halt check
+        made once a slot of it is held (see :meth:`MachineOps.leased`).
+        """
         attempts = Attempts()
         wait_timeout = group.update.wait_timeout if group is not None else DEFAULT_WAIT_TIMEOUT_S
+        smoke = group.update.smoke_period if group is not None else None
 
         async def body(held: HeldLease) -> MachineResult:
-            return await self.update_leased(action, held, attempts, wait_timeout)
+            return await self.update_leased(action, held, attempts, wait_timeout, smoke)
 
         try:
-            return await self.leased(action, body)
+            return await self.leased(action, body, window=window, gate=gate)
+        except Skipped as skipped:
+            return skipped.result
         except LeaseBusy as busy:
             return self.lease_held(action, busy)
         except Unhealthy as exc:
@@ -52,13 +68,18 @@ class UpdateOps(MachineOps):
             return self.failure(action, exc, attempts.n)
 
     async def update_leased(
-        self, planned: Update, held: HeldLease, attempts: Attempts, wait_timeout: float
+        self,
+        planned: Update,
+        held: HeldLease,
+        attempts: Attempts,
+        wait_timeout: float,
+        smoke: float | None = None,
     ) -> MachineResult:
         """The part of :meth:`update` that runs under the lease ``held``."""
         action = planned
         if held.version and held.version != planned.current_version:
             replanned = await self.replan(
-                planned, "the lease shows a newer version", attempts, wait_timeout
+                planned, "the lease shows a newer version", attempts, wait_timeout, smoke
             )
             if isinstance(replanned, MachineResult):
                 return replanned
@@ -79,12 +100,14 @@ class UpdateOps(MachineOps):
                 )
             except VersionConflict as exc:
                 conflicts += 1
-                decision = classify(exc, attempt=conflicts, rng=self.ex.rng, policy=self.ex.policy)
+                decision = classify(
+                    exc, attempt=conflicts, rng=self.ctx.rng, policy=self.ctx.policy
+                )
                 if not isinstance(decision, Replan):
                     raise
                 await self.clock.sleep(decision.after)
                 replanned = await self.replan(
-                    action, "409 version conflict", attempts, wait_timeout
+                    action, "409 version conflict", attempts, wait_timeout, smoke
                 )
                 if isinstance(replanned, MachineResult):
                     return replanned
@@ -93,14 +116,16 @@ class UpdateOps(MachineOps):
             break
         version = updated.version or ""
         self.progress(action, "waiting", f"waiting for version {version}")
-        await self.ex.waiter.until_healthy(
+        await self.ctx.waiter.until_healthy(
             self.app,
             action.machine_id,
             version,
             running=not action.skip_launch,
             wait_timeout=wait_timeout,
             since=written,
-            on_checking=lambda: self.progress(action, "checking"),
+            on_step=lambda phase, quiet: self.progress(action, phase, quiet=quiet),
+            smoke=smoke,
+            config=action.config,
         )
         note = " (re-planned after a concurrent change)" if action is not planned else ""
         return self.result(
@@ -112,7 +137,12 @@ class UpdateOps(MachineOps):
         )
 
     async def replan(
-        self, action: Update, why: str, attempts: Attempts, wait_timeout: float
+        self,
+        action: Update,
+        why: str,
+        attempts: Attempts,
+        wait_timeout: float,
+        smoke: float | None = None,
     ) -> Update | MachineResult:
         """Re-read the machine and plan it again: the new :class:`Update`, or a final result.
 
@@ -138,13 +168,14 @@ class UpdateOps(MachineOps):
             )
         version = machine.version or ""
         self.progress(action, "waiting", f"verifying version {version}")
-        await self.ex.waiter.until_healthy(
+        await self.ctx.waiter.until_healthy(
             self.app,
             action.machine_id,
             version,
             running=machine.state not in SKIP_LAUNCH_STATES,
             wait_timeout=wait_timeout,
-            on_checking=lambda: self.progress(action, "checking"),
+            on_step=lambda phase, quiet: self.progress(action, phase, quiet=quiet),
+            smoke=smoke,
         )
         return self.result(
             action,

@@ -8,10 +8,14 @@ FLY_API.md 4.5): Fly has silently reverted failed updates, machines crash-loop, 
    group's ``wait_timeout``; after each 408 it reads the machine and fails fast when it has
    exited.  A 404 right after a create is retried for a short grace period;
 2. reads the machine (``GET``) and verifies it runs *that* version in the expected state;
-3. polls ``GET`` every 1-2 s (jittered) until the configured checks (``config.checks`` plus
-   ``config.services[].checks``, counted from the config because the runtime list starts
-   empty) all report passing; a machine without checks must instead stay up, without crash
-   events, for a smoke period.  Crash/exit events since the update fail it at once.
+3. a machine with checks (``config.checks`` plus ``config.services[].checks``, counted from
+   the config because the runtime list starts empty) is read at the checks' own interval
+   (the shortest configured ``interval``; reading faster only sees the same status) until all
+   report passing.  A machine without checks must instead stay up for the group's
+   ``smoke_period``: one long-poll ``/wait?state=stopped&version=<v>&timeout=<smoke>`` whose
+   408 means it stayed up, then one ``GET`` whose events show any exit since the update (a
+   crash and restart can slip between the server's state checks).  Crash/exit events since
+   the update fail it at once.
 
 A machine updated with ``skip_launch`` (stopped, suspended or created) is only verified to
 carry the new version and to have stayed down.  Failures raise :class:`Unhealthy` (the group's
@@ -23,19 +27,24 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from controller.clock import Clock
+from controller.core import defaults as d
 from controller.core.errors import BadRequest, FlyAPIError, NotFound, WaitTimeout
 from controller.core.retry import Backoff
 from controller.flyapi import Machine, MachineEvent, MachinesClient
 from controller.model.actual import GONE_STATES
+from controller.model.flyconfig import parse_go_duration
 
 __all__ = [
     "MachineGone",
+    "OnStep",
     "Unhealthy",
+    "WaitPhase",
     "WaitPolicy",
     "Waiter",
+    "check_interval",
     "configured_checks",
     "crash_since_update",
 ]
@@ -46,6 +55,15 @@ _DOWN_STATES = frozenset({"stopped", "suspended", "created", "started"})
 _VERSION_EVENTS = frozenset({"launch", "update"})
 #: Clock skew between us and Fly tolerated when dating events (seconds).
 _EVENT_SKEW_SECONDS = 10.0
+
+
+WaitPhase = Literal["waiting", "checking"]
+OnStep = Callable[[WaitPhase, float], None]
+"""``on_step(phase, quiet)``: the wait is in ``phase`` and will make no call for ``quiet`` s."""
+
+
+def _silent(phase: WaitPhase, quiet: float) -> None:
+    return None
 
 
 class Unhealthy(Exception):
@@ -60,13 +78,17 @@ class MachineGone(Exception):
 class WaitPolicy:
     """Timings of :class:`Waiter`, seconds."""
 
-    chunk: float = 60.0
+    chunk: float = d.WAIT_CHUNK
     """Longest single ``/wait`` long-poll (Fly accepts 1..60 s)."""
-    poll_min: float = 1.0
-    poll_max: float = 2.0
-    smoke: float = 10.0
+    poll_min: float = d.CHECK_POLL_MIN
+    poll_max: float = d.CHECK_POLL_MAX
+    check_read_max: float = d.CHECK_READ_MAX
+    """Longest pause between two reads of a machine's checks.  Checks are read at their own
+    interval, but a check with a 30 s interval can pass on its first run seconds after boot:
+    waiting out the whole interval would add it to every machine of a rollout."""
+    smoke: float = d.SMOKE_SECONDS
     """How long a machine without checks must stay up without crashing (flyctl: 10 s)."""
-    created_404_grace: float = 10.0
+    created_404_grace: float = d.CREATED_404_GRACE
     """How long a 404 right after a create is retried (FLY_API.md 1.6)."""
     error_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=2.0, minimum=0.5))
 
@@ -89,6 +111,31 @@ def configured_checks(config: Mapping[str, Any]) -> int:
             if isinstance(service_checks, list):
                 count += len(service_checks)
     return count
+
+
+def check_interval(config: Mapping[str, Any], floor: float, default: float) -> float:
+    """How often to read a machine's checks: the shortest ``interval`` of its configured
+    checks (Fly runs each check at its interval, so reading faster only re-reads the same
+    status), at least ``floor``; ``default`` when no interval is given."""
+    intervals: list[float] = []
+    entries: list[Any] = []
+    checks = config.get("checks")
+    if isinstance(checks, Mapping):
+        entries.extend(checks.values())
+    for service in config.get("services") or ():
+        if isinstance(service, Mapping) and isinstance(service.get("checks"), list):
+            entries.extend(service["checks"])
+    for entry in entries:
+        raw = entry.get("interval") if isinstance(entry, Mapping) else None
+        try:
+            if isinstance(raw, str):
+                intervals.append(parse_go_duration(raw) / 1e9)
+            elif isinstance(raw, int | float) and not isinstance(raw, bool):
+                intervals.append(raw / 1e9 if raw > 1e6 else float(raw))
+        except ValueError:
+            continue
+    positive = [i for i in intervals if i > 0]
+    return max(floor, min(positive)) if positive else default
 
 
 def crash_since_update(events: Iterable[MachineEvent], *, since: float | None = None) -> str | None:
@@ -142,24 +189,34 @@ class Waiter:
         wait_timeout: float,
         just_created: bool = False,
         since: float | None = None,
-        on_checking: Callable[[], None] | None = None,
+        on_step: OnStep | None = None,
+        smoke: float | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> Machine:
         """Wait until the machine runs ``version`` healthily (``running``) or stayed down.
 
-        ``since`` is when the machine was written (unix seconds; default: now).  Returns the
-        last machine read.  Raises :class:`Unhealthy`, :class:`MachineGone`, or a
+        ``since`` is when the machine was written (unix seconds; default: now).  ``smoke`` is
+        the group's smoke period (default: the policy's).  ``config`` is the config we
+        wrote, when known: without checks in it, no read is needed before the smoke period.
+        ``on_step(phase, quiet)`` is told when the wait enters a phase (``"waiting"`` for the
+        start, ``"checking"`` after) and, before every long-poll or check-interval pause, how
+        many seconds it will now deliberately make no other call (liveness, DESIGN.md 7).
+        Returns the last machine read.  Raises :class:`Unhealthy`, :class:`MachineGone`, or a
         non-transient :class:`~controller.core.errors.FlyAPIError`.
         """
         written = self._clock.now() if since is None else since
         deadline = self._clock.monotonic() + wait_timeout
+        step = on_step or _silent
         if not running:
             return await self._settled_down(app, machine_id, version, deadline, wait_timeout)
         await self._wait_started(
-            app, machine_id, version, deadline, wait_timeout, just_created, written
+            app, machine_id, version, deadline, wait_timeout, just_created, written, step
         )
-        if on_checking is not None:
-            on_checking()
-        return await self._watch(app, machine_id, version, deadline, wait_timeout, written)
+        step("checking", 0.0)
+        smoke_period = self.policy.smoke if smoke is None else smoke
+        return await self._watch(
+            app, machine_id, version, deadline, wait_timeout, written, smoke_period, config, step
+        )
 
     # ------------------------------------------------------------------ phases
 
@@ -172,6 +229,7 @@ class Waiter:
         wait_timeout: float,
         just_created: bool,
         since: float,
+        step: OnStep,
     ) -> None:
         grace_end = self._clock.monotonic() + self.policy.created_404_grace
         failures = 0
@@ -179,13 +237,11 @@ class Waiter:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise Unhealthy(f"machine did not reach started within {wait_timeout:g}s")
+            poll = min(self.policy.chunk, remaining)
+            step("waiting", poll)
             try:
                 await self._client.wait_machine(
-                    app,
-                    machine_id,
-                    state="started",
-                    version=version,
-                    timeout=min(self.policy.chunk, remaining),
+                    app, machine_id, state="started", version=version, timeout=poll
                 )
             except WaitTimeout:
                 machine = await self._read(app, machine_id, deadline=deadline)
@@ -218,26 +274,83 @@ class Waiter:
         deadline: float,
         wait_timeout: float,
         since: float,
+        smoke: float,
+        config: Mapping[str, Any] | None,
+        step: OnStep,
     ) -> Machine:
-        began = self._clock.monotonic()
-        expected: int | None = None
-        while True:
+        expected = None if config is None else configured_checks(config)
+        if expected == 0:  # known from the config we wrote: no read before the smoke period
+            if smoke > 0:
+                await self._stays_up(app, machine_id, version, deadline, smoke, step)
             machine = await self._read(app, machine_id, deadline=deadline)
             self._judge(machine, version, running=True, since=since)
-            if expected is None:
-                expected = configured_checks(machine.config)
+            return machine
+        machine = await self._read(app, machine_id, deadline=deadline)
+        self._judge(machine, version, running=True, since=since)
+        expected = configured_checks(machine.config)
+        if not expected:
+            if smoke > 0:
+                await self._stays_up(app, machine_id, version, deadline, smoke, step)
+                machine = await self._read(app, machine_id, deadline=deadline)
+                self._judge(machine, version, running=True, since=since)
+            return machine
+        pause = min(
+            check_interval(machine.config, self.policy.poll_min, self.policy.poll_max),
+            self.policy.check_read_max,
+        )
+        while True:
             if machine.state == "started":
-                if expected:
-                    checks = machine.checks
-                    if len(checks) >= expected and all(c.status == "passing" for c in checks):
-                        return machine
-                elif self._clock.monotonic() - began >= self.policy.smoke:
+                checks = machine.checks
+                if len(checks) >= expected and all(c.status == "passing" for c in checks):
                     return machine
             now = self._clock.monotonic()
             if now >= deadline:
                 raise Unhealthy(_not_healthy(machine, expected, wait_timeout))
-            pause = self._rng.uniform(self.policy.poll_min, self.policy.poll_max)
-            await self._clock.sleep(min(pause, deadline - now))
+            quiet = min(pause * self._rng.uniform(1.0, 1.1), deadline - now)
+            step("checking", quiet)
+            await self._clock.sleep(quiet)
+            machine = await self._read(app, machine_id, deadline=deadline)
+            self._judge(machine, version, running=True, since=since)
+
+    async def _stays_up(
+        self,
+        app: str,
+        machine_id: str,
+        version: str,
+        deadline: float,
+        smoke: float,
+        step: OnStep,
+    ) -> None:
+        """Long-poll ``/wait?state=stopped&version=<v>`` for the smoke period.
+
+        A 408 means the machine did not stop within the poll: it stayed up (one request for
+        the whole period when it fits in one poll).  A 200 means it stopped; the caller's read
+        then judges why.  A brief crash and restart between the emulator's/Fly's state checks
+        may not show here, which is why the caller reads the machine once more afterwards and
+        checks its events for exits since the update.
+        """
+        end = min(self._clock.monotonic() + smoke, deadline)
+        failures = 0
+        while (remaining := end - self._clock.monotonic()) > 0:
+            poll = min(self.policy.chunk, remaining)
+            step("checking", poll)
+            try:
+                await self._client.wait_machine(
+                    app, machine_id, state="stopped", version=version, timeout=poll
+                )
+            except WaitTimeout:
+                continue
+            except BadRequest:
+                return  # e.g. "currently replaced": the caller's read says what happened
+            except NotFound:
+                raise MachineGone("machine not found while waiting for it") from None
+            except FlyAPIError as exc:
+                if not exc.retryable:
+                    raise
+                failures += 1
+                await self._pause(failures, end)
+            else:
+                return  # it stopped: the caller's read judges it
 
     async def _settled_down(
         self, app: str, machine_id: str, version: str, deadline: float, wait_timeout: float

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.clock import Clock
+from controller.core import defaults as d
 from controller.core.retry import TokenBucket
 from controller.settings import Settings
 
@@ -25,12 +26,12 @@ _PRUNE_AT = 4096
 class RateLimits:
     """Rates in requests per second, bursts in requests.  ``enabled=False`` turns pacing off."""
 
-    action_rate: float = 1.0
-    action_burst: int = 3
-    read_rate: float = 5.0
-    read_burst: int = 10
-    global_rate: float = 20.0
-    global_burst: int = 40
+    action_rate: float = d.ACTION_RATE
+    action_burst: int = d.ACTION_BURST
+    read_rate: float = d.READ_RATE
+    read_burst: int = d.READ_BURST
+    global_rate: float = d.GLOBAL_RATE
+    global_burst: int = d.GLOBAL_BURST
     enabled: bool = True
 
     @classmethod

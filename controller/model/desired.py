@@ -25,6 +25,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
+from controller.core import defaults
 from controller.core.redaction import env_is_secret
 from controller.model.flyconfig import (
     FLY_METADATA_PREFIX,
@@ -64,6 +65,7 @@ __all__ = [
     "DEFAULT_MAX_CREATE",
     "DEFAULT_MAX_DESTROY",
     "DEFAULT_MAX_UNAVAILABLE",
+    "DEFAULT_SMOKE_PERIOD_S",
     "DEFAULT_WAIT_TIMEOUT_S",
     "FLY_METADATA_PREFIX",
     "DNSConfig",
@@ -109,6 +111,7 @@ __all__ = [
 
 DEFAULT_MAX_UNAVAILABLE = 0.33
 DEFAULT_WAIT_TIMEOUT_S = 300.0
+DEFAULT_SMOKE_PERIOD_S = defaults.SMOKE_SECONDS
 DEFAULT_MAX_DESTROY = 0.5
 #: Creates one plan may hold before it is refused: far above a normal rollout or a new region,
 #: far below a typo such as ``ams: 10000``.  Raise it in the file for a genuinely large app.
@@ -181,6 +184,11 @@ class UpdatePolicy(StrictModel):
     """A fraction in (0, 1) of the group, or an absolute count >= 1."""
     wait_timeout: Annotated[float, BeforeValidator(_seconds), Field(gt=0)] = DEFAULT_WAIT_TIMEOUT_S
     """Seconds to wait for an updated machine to run and pass its checks (``"5m"`` in YAML)."""
+    smoke_period: Annotated[float | None, BeforeValidator(_seconds), Field(ge=0)] = None
+    """How long a machine *without* checks must stay up after its update before the rollout
+    counts it healthy (``"10s"``; ``0``: no smoke period).  Unset: the controller's default,
+    :data:`DEFAULT_SMOKE_PERIOD_S` (flyctl's 10 s), which the executor settings may lower for
+    tests."""
 
     def batch_size(self, group_size: int) -> int:
         """How many machines of a group of ``group_size`` may be updated at once (>= 1)."""

@@ -8,11 +8,14 @@ import anyio
 import pytest
 
 from controller.daemon.loop import ReconcileFn
+from controller.daemon.telemetry import Telemetry
 from controller.execution.executor import Executor
-from controller.execution.outcomes import AppResult
+from controller.execution.outcomes import AppResult, MachineResult, Outcome, Phase, Progress
 from controller.execution.reconciler import reconcile_app
 from controller.model.desired import DesiredApp
 from controller.observability.alerts import Condition
+from controller.observability.metrics import Metrics
+from controller.testing import FakeClock
 from tests.daemon.support import IMAGE_V2, RecordingNotifier, app_file, daemon_world
 
 
@@ -202,3 +205,51 @@ async def test_a_stuck_loop_without_a_call_in_progress_still_fails(desired: Path
         await w.until(lambda: stall.calls >= 2)
         await w.until(lambda: not w.daemon.liveness().ok, within=30)
         assert w.daemon.executor.client.calls_in_progress == 0
+
+
+def _step(phase: Phase, quiet: float = 0.0, slot: str = "web-ams-0") -> Progress:
+    return Progress("web", "m1", slot, "web", "update", phase, quiet=quiet)
+
+
+def test_an_announced_wait_counts_as_activity_until_it_is_over() -> None:
+    """A machine waiting out a check interval or a long-poll is not a stall; a call that
+    hangs past the wait it announced is (the activity clock stops where the wait ended)."""
+    clock = FakeClock()
+    telemetry = Telemetry(Metrics(), clock)
+    start = clock.monotonic()
+    telemetry.on_event(_step("checking", quiet=15))
+    clock.advance(10)
+    assert telemetry.last_activity == start + 10
+    clock.advance(20)
+    assert telemetry.last_activity == start + 15, "a wait past its announcement is silence"
+
+
+def test_an_early_answer_ends_the_announced_wait() -> None:
+    """A long-poll that answers early (the next event) or a finished action drops its
+    announcement: a loop stuck afterwards is not covered by it."""
+    clock = FakeClock()
+    telemetry = Telemetry(Metrics(), clock)
+    telemetry.on_event(_step("waiting", quiet=60))
+    clock.advance(2)
+    telemetry.on_event(_step("checking"))
+    clock.advance(30)
+    assert telemetry.last_activity == clock.monotonic() - 30
+    telemetry.on_event(_step("checking", quiet=60, slot="web-ams-1"))
+    telemetry.on_event(MachineResult("web", "m2", "web-ams-1", "web", "ams", "update", Outcome.OK))
+    clock.advance(30)
+    assert telemetry.last_activity == clock.monotonic() - 30
+
+
+def test_lease_wait_counts_the_pauses_not_the_queue_for_a_window_slot() -> None:
+    """``lease_wait_seconds`` is the time spent waiting for the holder's lease (the announced
+    pauses), not the time queued behind other machines for a window slot afterwards."""
+    clock = FakeClock()
+    metrics = Metrics()
+    telemetry = Telemetry(metrics, clock)
+    telemetry.on_event(_step("lease_wait", quiet=2.5))
+    clock.advance(2.5)
+    telemetry.on_event(_step("lease_wait", quiet=1.0))
+    clock.advance(1.0 + 40)  # then the window was busy with other machines for 40 s
+    telemetry.on_event(_step("leased"))
+    assert metrics.value("machine_reconciler_lease_wait_seconds_count") == 1
+    assert metrics.value("machine_reconciler_lease_wait_seconds_sum") == 3.5

@@ -88,7 +88,7 @@ def test_app_result_flags_follow_the_outcomes() -> None:
         (
             result(Outcome.CAPACITY, retry_after=30.0),
             result(Outcome.LEASE_HELD, retry_after=12.0),
-            result(Outcome.ERROR, error_class="unauthorized"),
+            result(Outcome.ERROR, error_class="unauthorized", fatal=True),
         ),
     )
     assert (mixed.converged, mixed.partial, mixed.lease_blocked, mixed.fatal) == (
@@ -184,3 +184,71 @@ def test_api_machines_map_to_planner_machines() -> None:
     assert live.config == {"image": IMAGE_V2}
     assert [(c.name, c.status) for c in live.checks] == [("alive", "passing")]
     assert live.created_at == "2025-01-01T00:00:00Z"
+
+
+def test_one_outcome_table_drives_exit_code_run_result_and_alerts() -> None:
+    """Every outcome has one row; apply's exit code, the daemon's run result and the alert
+    observations all read it, so 'partial' means the same thing everywhere."""
+    from controller.cli.apply import exit_code
+    from controller.core.outcomes import OUTCOMES, Severity
+    from controller.daemon.telemetry import observations, run_result
+
+    assert set(OUTCOMES) == set(Outcome)
+    for outcome in Outcome:
+        app = AppResult("web", (result(Outcome.OK), result(outcome)))
+        severity = outcome.severity
+        assert app.severity is severity
+        assert exit_code([app]) == {0: 0, 1: 3, 2: 4, 3: 1}[severity.value]
+        expected = {
+            Severity.CONVERGED: "converged",
+            Severity.PARTIAL: "partial",
+            Severity.REFUSED: "lease_blocked",  # no refused plan here
+            Severity.FAILED: "failed",
+        }[severity]
+        assert run_result(app) == expected, outcome
+        assert app.partial is outcome.blocked
+        assert app.converged is outcome.done
+        seen, untouched = observations(app)
+        alert = OUTCOMES[outcome].alert if outcome is not Outcome.REFUSED else None
+        assert [o.key.condition.value for o in seen] == ([alert] if alert else []), outcome
+        assert bool(untouched) is (outcome is Outcome.ROLLOUT_HALTED)
+
+
+def test_fatal_comes_from_the_error_type_not_its_name() -> None:
+    """GiveUp.fatal decides: a 401/403 result is fatal (run failed, auth alert); an error
+    merely *named* like one is not."""
+    from controller.core.errors import Forbidden, ServerError
+    from controller.core.retry import is_fatal
+    from controller.daemon.telemetry import observations, run_result
+
+    forbidden = Forbidden(method="GET", path="/v1/apps/web/machines", status=403)
+    assert is_fatal(forbidden)
+    assert not is_fatal(ServerError(method="GET", path="/v1/apps/web/machines", status=500))
+    fatal = AppResult("web", (result(Outcome.ERROR, error_class="forbidden", fatal=True),))
+    assert fatal.fatal
+    assert run_result(fatal) == "failed"
+    [seen], _ = observations(fatal)
+    assert seen.key.condition.value == "auth"
+    named = AppResult("web", (result(Outcome.REQUEUE, error_class="unauthorized"),))
+    assert not named.fatal
+    assert run_result(named) == "partial"
+
+
+def test_every_default_lives_once_in_core_defaults() -> None:
+    """The settings model, the executor's settings and the policies built from them agree
+    because they all read controller.core.defaults."""
+    from controller.core import defaults as d
+    from controller.core.retry import RetryPolicy
+    from controller.flyapi import RateLimits
+    from controller.settings import DaemonSettings
+
+    daemon = DaemonSettings(_env_file=None)  # type: ignore[call-arg]
+    ex = ExecutorSettings()
+    lease = ex.lease_policy()
+    assert daemon.lease_wait == ex.lease_wait == lease.wait == d.LEASE_WAIT
+    assert daemon.max_in_flight == ex.max_in_flight == d.MAX_IN_FLIGHT
+    assert (lease.ttl, lease.refresh_every) == (d.LEASE_TTL, d.LEASE_REFRESH)
+    assert RateLimits.from_settings(daemon) == RateLimits()
+    assert ex.retry_policy().max_conflict_retries == RetryPolicy().max_conflict_retries
+    assert daemon.retry_max_attempts == RetryPolicy().max_attempts == d.RETRY_MAX_ATTEMPTS
+    assert ex.wait_policy().smoke == d.SMOKE_SECONDS

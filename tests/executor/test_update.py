@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from controller.execution.outcomes import Outcome
+from controller.execution.outcomes import Outcome, Progress
 from controller.execution.reconciler import list_live
 from controller.model.actual import LAUNCH_KEY
 from controller.planning.plan import NoOp, plan
@@ -59,7 +59,7 @@ async def test_update_follows_the_lease_write_wait_release_protocol() -> None:
             kinds = [(e["method"], e["path"].split(mid)[1] or "/") for e in mine]
             assert kinds[0] == ("POST", "/lease")
             assert NONCE not in mine[0]["headers_present"]  # a fresh acquisition, not a refresh
-            assert mine[0]["body"]["ttl"] == 15
+            assert mine[0]["body"]["ttl"] == 30
             update = next(
                 e for e in mine if e["method"] == "POST" and kinds[mine.index(e)][1] == "/"
             )
@@ -75,6 +75,18 @@ async def test_update_follows_the_lease_write_wait_release_protocol() -> None:
                 e for e in mine[1:] if e["path"].endswith("/lease") and e["method"] == "POST"
             ]
             assert all(NONCE in e["headers_present"] for e in refreshes)
+            # Six calls, no refresh: lease, write, wait started, stay up for the smoke period
+            # (one long-poll for stopped), one read for exits since the update, release.
+            assert kinds == [
+                ("POST", "/lease"),
+                ("POST", "/"),
+                ("GET", "/wait"),
+                ("GET", "/wait"),
+                ("GET", "/"),
+                ("DELETE", "/lease"),
+            ]
+            assert mine[3]["query"]["state"] == ["stopped"]
+            assert mine[3]["query"]["version"] == [machine["version"]]
             assert machine["config"]["image"] == IMAGE_V2
             assert machine["state"] == "started"
         assert w.live_leases() == []
@@ -165,6 +177,11 @@ async def test_progress_events_report_each_phase_in_order() -> None:
         w.events.clear()
         await w.reconcile(desired(image=IMAGE_V2, groups={"web": {"regions": {"ams": 1}}}))
         phases = [getattr(e, "phase", "result") for e in w.events]
-        assert phases == ["leased", "writing", "waiting", "checking", "result"]
+        steps = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
+        assert steps == ["leased", "writing", "waiting", "checking", "result"]
+        # Each long-poll and check-interval pause is announced (the daemon's liveness).
+        quiet = [e.phase for e in w.events if isinstance(e, Progress) and e.quiet > 0]
+        assert "waiting" in quiet
+        assert "checking" in quiet
         assert w.results()[0].version == w.machines()[0]["version"]
         assert IMAGE_V1 not in repr(w.events)  # configs never travel in events

@@ -85,3 +85,8 @@ def test_the_graph_covers_the_package() -> None:
     graph = module_graph()
     assert "controller.flyapi.client" in graph
     assert "controller.core.errors" in graph["controller.execution.leasing"]
+
+
+def test_no_import_cycles() -> None:
+    """No module imports itself through others (TYPE_CHECKING imports included)."""
+    assert strongly_connected(module_graph()) == []

@@ -1,0 +1,58 @@
+"""Every default number of the controller, once (issue 9).
+
+The settings model (:mod:`controller.settings`), the executor's settings
+(:class:`controller.execution.rollout.ExecutorSettings`) and the policies built from them
+(:class:`~controller.core.retry.RetryPolicy`, :class:`~controller.flyapi.ratelimit.RateLimits`,
+the lease and wait policies) all take their defaults from here, so changing one is one edit.
+The reasons live next to each value.  Seconds unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- leases (FLY_API.md 1.7, 4.1; DESIGN.md 5)
+LEASE_TTL: Final = 30
+"""Covers a normal update (stop, boot, 10 s smoke) without a refresh; a killed controller's
+lease expires within 30 s."""
+LEASE_REFRESH: Final = 20.0
+LEASE_WAIT: Final = 60.0
+"""How long to wait for someone else's lease before leaving the machine for the next pass."""
+LEASE_RETRY_CAP: Final = 15.0
+"""Longest single sleep between two looks at someone else's lease."""
+LEASE_RELEASE_TIMEOUT: Final = 5.0
+
+# --- concurrency
+MAX_IN_FLIGHT: Final = 64
+"""Global safety cap on machine operations in flight (the windows set the pace)."""
+
+# --- waiting for a machine (FLY_API.md 1.6, 4.5)
+WAIT_CHUNK: Final = 60.0
+"""Longest /wait long-poll Fly accepts."""
+CHECK_POLL_MIN: Final = 1.0
+CHECK_POLL_MAX: Final = 2.0
+CHECK_READ_MAX: Final = 5.0
+SMOKE_SECONDS: Final = 10.0
+"""How long a machine without checks must stay up (flyctl's 10 s)."""
+CREATED_404_GRACE: Final = 10.0
+
+# --- retries (DESIGN.md 6)
+RETRY_MAX_ATTEMPTS: Final = 4
+RETRY_BASE_DELAY: Final = 1.0
+RETRY_MAX_DELAY: Final = 30.0
+RETRY_MAX_RETRY_AFTER: Final = 60.0
+CONFLICT_RETRIES: Final = 5
+CONFLICT_BACKOFF_BASE: Final = 0.1
+CONFLICT_BACKOFF_CAP: Final = 5.0
+CONFLICT_REQUEUE: Final = 5.0
+CAPACITY_BACKOFF_BASE: Final = 30.0
+CAPACITY_BACKOFF_CAP: Final = 900.0
+
+# --- client pacing (FLY_API.md 5)
+ACTION_RATE: Final = 1.0
+ACTION_BURST: Final = 3
+READ_RATE: Final = 5.0
+READ_BURST: Final = 10
+GLOBAL_RATE: Final = 100.0
+"""Ours, not Fly's: a runaway guard above what MAX_IN_FLIGHT machines issue (~30 req/s)."""
+GLOBAL_BURST: Final = 200
