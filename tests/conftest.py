@@ -3,17 +3,31 @@
 Settings come from init kwargs in tests, never from the developer's environment: the autouse
 ``clean_environ`` fixture removes every variable the controller reads (pydantic-settings
 ``tests/conftest.py`` and httpx ``tests/conftest.py`` do the same).
+
+Every async test runs on :class:`controller.testing.AutojumpEventLoop` (pytest-asyncio's
+``pytest_asyncio_loop_factories`` hook), so a :class:`FakeClock` jumps to its next sleeper exactly
+when every task waits.  ``loop.time()`` stays real on it, so tests against real loopback servers
+and subprocesses keep real time on the same loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 
 import pytest
 
-from controller.testing import FakeClock
+from controller.testing import AutojumpEventLoop, FakeClock
 
 _OWN_PREFIXES = ("MACHINE_RECONCILER_", "FLY_")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """One loop for every async test: the one on which FakeClock autojumps."""
+    return {"autojump": AutojumpEventLoop}
 
 
 @pytest.fixture(autouse=True)
