@@ -29,7 +29,7 @@ PYTEST_WORKERS ?= auto
 COVERAGE_FLOOR := controller/core/*,controller/model/*,controller/planning/*,controller/flyapi/*
 
 unit: $(STAMP) systemd-analyze
-	$(BIN)/pytest -m 'not bench' -n $(PYTEST_WORKERS) --cov --cov-report=term-missing:skip-covered
+	$(BIN)/pytest -m 'not bench' -n $(PYTEST_WORKERS) --dist worksteal --cov --cov-report=term-missing:skip-covered
 	@echo "coverage floor (95 %) on the pure core and the API client:"
 	$(BIN)/coverage report --include='$(COVERAGE_FLOOR)' --fail-under=95
 
