@@ -23,8 +23,16 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# The suite runs on every core (pytest-xdist; PYTEST_WORKERS=0 runs it serially) with branch
+# coverage: the whole package is reported, and the pure core and the API client must stay >= 95 %.
+# The chaos and soak suites (make chaos, make soak) and the benchmarks (make bench) are not part of it.
+PYTEST_WORKERS ?= auto
+COVERAGE_FLOOR := controller/core/*,controller/model/*,controller/planning/*,controller/flyapi/*
+
 unit: $(STAMP) systemd-analyze promtool
-	$(BIN)/pytest -m 'not bench and not chaos and not soak'
+	$(BIN)/pytest -m 'not bench and not chaos and not soak' -n $(PYTEST_WORKERS) --dist worksteal --cov --cov-report=term-missing:skip-covered
+	@echo "coverage floor (95 %) on the pure core and the API client:"
+	$(BIN)/coverage report --include='$(COVERAGE_FLOOR)' --fail-under=95
 
 # tests/deploy checks the systemd units with systemd-analyze: install Debian's systemd package
 # when it is missing and we are root (CI); otherwise those tests skip and say why.
@@ -50,7 +58,8 @@ promtool:
 	    echo "promtool not found and cannot install it (not root or no apt-get)"; \
 	  fi; }
 
-## make test: set up .venv, then ruff, mypy (strict on controller/), import contracts, pytest.
+## make test: set up .venv, then ruff, mypy (strict on controller/), import contracts, pytest
+## (in parallel, with coverage and its floor).
 test: lint typecheck contracts unit
 
 ## make demo: start the embedded emulator, seed it, and list machines through the client.
@@ -75,4 +84,4 @@ soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -m soak -p no:randomly -o timeout=0 -s tests/chaos
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info .coverage .coverage.*

@@ -1,11 +1,46 @@
-"""Virtual clocks for tests, shipped with the package so users' tests can use them too.
+"""The virtual test clock, shipped with the package so users' tests can use it too.
 
-* :class:`FakeClock` moves only when told (:meth:`FakeClock.advance`) or slept on; each
-  ``sleep`` adds its own delay.  Right for one task at a time (a backoff schedule, a bucket).
-* :class:`AutojumpClock` is the clock for concurrent code: ``sleep`` really waits, for virtual
-  time, and a driver jumps the clock to the earliest pending deadline as soon as every task is
-  blocked (trio's ``MockClock(autojump_threshold=0)``).  Three tasks sleeping 5 s at once move
-  it by 5 s, not 15 s, so lease TTLs and request-log timestamps stay exact.
+One clock, :class:`FakeClock`, right under concurrency: ``sleep`` waits for *virtual* time, and
+the clock jumps to the earliest pending deadline exactly when every task is blocked (trio's
+``MockClock(autojump_threshold=0)``, the ``looptime`` pytest plugin).  Three tasks sleeping 5 s
+at once move it by 5 s, not 15 s; a chain of wake-ups runs in deadline order; a cancelled sleeper
+is forgotten; the same program gives the same times on every run, in zero wall time.
+:meth:`FakeClock.advance` still moves time by hand (waking whoever is due), ``sleeps`` still
+records every requested delay, and the clock works without any event loop for synchronous code.
+
+How "every task is blocked" is seen, using public API only
+----------------------------------------------------------
+:class:`AutojumpEventLoop` is an ``asyncio.SelectorEventLoop`` built with a wrapping selector (the
+``selector=`` constructor argument is public).  The loop asks its selector to wait only when it has
+no ready callback left, i.e. when every task is blocked; at that moment the wrapper first polls the
+real file descriptors without waiting, and if nothing is ready and some clock has a sleeper, it
+jumps that clock to its earliest deadline instead of waiting, and the woken sleepers run in the
+same loop iteration.  No heuristic ("three idle passes"), no driver task, no ``loop._ready``.
+
+Why the clock owns the virtual time rather than the loop (looptime's ``loop.time()`` override)
+------------------------------------------------------------------------------------------------
+Option (a) of the issue virtualises ``loop.time()`` itself, so anyio deadlines follow virtual time
+too.  We keep the wrapping selector from (a) but leave ``loop.time()`` real, because:
+
+* one loop then serves every test: an httpx read timeout while a loopback server in a thread or a
+  subprocess answers, ``to_thread`` work and subprocess waits keep meaning real seconds (under a
+  virtual ``loop.time()`` they would expire the moment the loop waits for real I/O), so tests on
+  real servers (tests/e2e, tests/integration, the daemon e2e) keep real time on the same loop;
+* the controller never puts a deadline on ``loop.time()`` that a test needs virtual (every TTL,
+  backoff and poll interval goes through the injected :class:`~controller.clock.Clock`); the only
+  anyio deadline, the shielded lease release, is a real-time guard;
+* the clock stays a plain object: it can be created, read and advanced before any loop exists
+  (fixtures, synchronous tests), and several independent clocks may share a loop.
+
+On a loop that is not an :class:`AutojumpEventLoop` nothing can see that every task is blocked, so
+``sleep`` warns (``RuntimeWarning``; an error in this repository's suite) and falls back to jumping
+to its own deadline: exact for one task, overlapping (never additive) for several.  Run code on
+this loop with ``asyncio.run(main(), loop_factory=AutojumpEventLoop)`` (3.12+),
+``anyio.run(main, backend_options={"loop_factory": AutojumpEventLoop})``, or in pytest-asyncio with
+the ``pytest_asyncio_loop_factories`` hook (see ``tests/conftest.py``).
+
+``AutojumpClock`` is the former name of the concurrent clock, kept as an alias of
+:class:`FakeClock` so existing ``AutojumpClock()`` / ``async with clock.running():`` code works.
 """
 
 from __future__ import annotations
@@ -13,29 +48,34 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+import selectors
+import warnings
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from typing import Any
 
-import anyio
 import anyio.lowlevel
 
-__all__ = ["AutojumpClock", "FakeClock"]
+__all__ = ["AutojumpClock", "AutojumpEventLoop", "FakeClock", "new_event_loop"]
+
+_Selected = list[tuple[selectors.SelectorKey, int]]
 
 
 class FakeClock:
-    """A clock that only moves when someone sleeps on it or calls :meth:`advance`.
+    """Virtual monotonic and wall time that moves when every task waits, or when told to.
 
-    ``sleep`` advances virtual time by the requested amount and yields once to the event loop,
-    so retry and backoff loops run instantly while tests can still assert the exact virtual
-    time that elapsed (``clock.monotonic() == 7.5``).  ``sleeps`` records every requested
-    delay, which is the simplest way to assert a backoff schedule.
+    ``monotonic()`` starts at ``start`` and ``now()`` at ``wall_start``; both move together.
+    ``sleeps`` records every requested delay, the simplest way to assert a backoff schedule.
     """
 
     def __init__(self, start: float = 1_000.0, wall_start: float = 1_700_000_000.0) -> None:
         self._mono = start
         self._wall_offset = wall_start - start
         self.sleeps: list[float] = []
+        # (deadline, arrival order, future): the order breaks ties, so wake-ups are deterministic.
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+        self._warned = False
 
     def monotonic(self) -> float:
         return self._mono
@@ -44,78 +84,168 @@ class FakeClock:
         return self._mono + self._wall_offset
 
     def advance(self, seconds: float) -> None:
-        """Move time forward without sleeping (e.g. to expire a lease)."""
+        """Move time forward by hand (e.g. to expire a lease); sleepers now due wake up."""
         if seconds < 0:
             raise ValueError("a clock never goes backwards")
         self._mono += seconds
+        self._wake_due()
 
     async def sleep(self, seconds: float) -> None:
-        delay = max(0.0, seconds)
-        self.sleeps.append(delay)
-        self._mono += delay
-        await anyio.lowlevel.checkpoint()
-
-
-@dataclass
-class _Sleeper:
-    deadline: float
-    event: anyio.Event = field(default_factory=anyio.Event)
-    cancelled: bool = False
-
-
-class AutojumpClock(FakeClock):
-    """Virtual time that jumps to the next deadline whenever every task is blocked."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._heap: list[tuple[float, int, _Sleeper]] = []
-        self._seq = itertools.count()
-
-    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of virtual time (at least one checkpoint, even for zero)."""
         delay = max(0.0, seconds)
         self.sleeps.append(delay)
         if delay == 0:
             await anyio.lowlevel.checkpoint()
             return
-        sleeper = _Sleeper(self.monotonic() + delay)
-        heapq.heappush(self._heap, (sleeper.deadline, next(self._seq), sleeper))
-        try:
-            await sleeper.event.wait()
-        finally:
-            sleeper.cancelled = not sleeper.event.is_set()
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, AutojumpEventLoop):
+            await self._sleep_without_autojump(delay)
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self._mono + delay, next(self._arrivals), waiter))
+        loop.watch(self)
+        await waiter  # a cancelled sleeper's future is cancelled too; _next_deadline drops it
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[AutojumpClock]:
-        """Drive the clock while the block runs (start it inside the test body).
+    async def running(self) -> AsyncIterator[FakeClock]:
+        """Check the block runs on an :class:`AutojumpEventLoop` (the clock needs no driver).
 
-        A single failure of the block is re-raised as itself, not inside an exception group.
+        Kept from the former ``AutojumpClock`` API: ``async with clock.running():`` now only
+        fails fast, with an explanation, where autojump cannot work.
         """
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._drive)
-                try:
-                    yield self
-                finally:
-                    tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+        if not isinstance(asyncio.get_running_loop(), AutojumpEventLoop):
+            raise RuntimeError(  # noqa: TRY004 - a wrong environment, not a wrong argument
+                "FakeClock needs an AutojumpEventLoop to jump when every task waits; "
+                "see controller.testing for how to run on one"
+            )
+        yield self
 
-    async def _drive(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            idle = 0
-            while idle < 3:  # every other task has had its turn and is blocked
-                await asyncio.sleep(0)
-                idle = 0 if loop._ready else idle + 1  # type: ignore[attr-defined]
-            while self._heap and self._heap[0][2].cancelled:
-                heapq.heappop(self._heap)
-            if not self._heap:
-                await asyncio.sleep(0.0005)  # nothing on the virtual clock: real I/O, if any
+    # ------------------------------------------------------------------ used by the event loop
+
+    def _next_deadline(self) -> float | None:
+        """The earliest deadline of a sleeper still waiting (cancelled ones are dropped)."""
+        while self._sleepers and _abandoned(self._sleepers[0][2]):
+            heapq.heappop(self._sleepers)
+        return self._sleepers[0][0] if self._sleepers else None
+
+    def _jump(self) -> None:
+        """Move to the earliest deadline (exactly, never past it) and wake every sleeper due."""
+        deadline = self._next_deadline()
+        if deadline is not None and deadline > self._mono:
+            self._mono = deadline
+        self._wake_due()
+
+    def _wake_due(self) -> None:
+        while self._sleepers and self._sleepers[0][0] <= self._mono:
+            _, _, waiter = heapq.heappop(self._sleepers)
+            if not _abandoned(waiter):
+                _resolve(waiter)
+
+    async def _sleep_without_autojump(self, delay: float) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                "FakeClock.sleep outside an AutojumpEventLoop: it cannot see when every task "
+                "waits, so each sleeper jumps to its own deadline (exact for one task only)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        deadline = self._mono + delay
+        await anyio.lowlevel.checkpoint()  # concurrent sleepers take their deadlines first
+        self._mono = max(self._mono, deadline)
+        self._wake_due()
+
+
+def _abandoned(waiter: asyncio.Future[None]) -> bool:
+    """Cancelled, or left behind on a loop that has been closed since."""
+    return waiter.done() or waiter.get_loop().is_closed()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    """Wake a sleeper from its own loop's thread (``advance`` may be called from another)."""
+    loop = waiter.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        waiter.set_result(None)
+    else:
+        loop.call_soon_threadsafe(_set_if_pending, waiter)
+
+
+def _set_if_pending(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+AutojumpClock = FakeClock
+
+
+class _AutojumpSelector(selectors.BaseSelector):
+    """A selector that, when asked to wait with nothing ready, lets a virtual clock jump instead."""
+
+    def __init__(self, loop: AutojumpEventLoop) -> None:
+        self._inner = selectors.DefaultSelector()
+        self._loop = loop
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> _Selected:
+        if timeout is not None and timeout <= 0:
+            return self._inner.select(timeout)  # callbacks are ready: not every task waits
+        ready = self._inner.select(0)  # real I/O first: a socket or thread result wins
+        if ready or self._loop.jump_a_clock():
+            return ready
+        return self._inner.select(timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._inner.get_map()
+
+
+class AutojumpEventLoop(asyncio.SelectorEventLoop):
+    """A selector event loop on which :class:`FakeClock` sleepers wake when every task waits.
+
+    ``loop.time()`` stays real (see the module docstring for why).  Clocks register themselves
+    on their first sleep; when the loop would block, the clock whose next sleeper is soonest (by
+    its own time; ties go to the clock slept on first) jumps, and the loop runs on.
+    """
+
+    def __init__(self) -> None:
+        self._autojump_clocks: list[FakeClock] = []
+        super().__init__(selector=_AutojumpSelector(self))
+
+    def watch(self, clock: FakeClock) -> None:
+        """Let ``clock`` jump when this loop would otherwise block."""
+        if not any(known is clock for known in self._autojump_clocks):
+            self._autojump_clocks.append(clock)
+
+    def jump_a_clock(self) -> bool:
+        """Every task waits: jump the clock with the soonest sleeper; False if none sleeps."""
+        soonest: tuple[float, FakeClock] | None = None
+        for clock in self._autojump_clocks:
+            deadline = clock._next_deadline()
+            if deadline is None:
                 continue
-            deadline = self._heap[0][0]
-            if deadline > self.monotonic():
-                self.advance(deadline - self.monotonic())
-            while self._heap and self._heap[0][0] <= self.monotonic():
-                heapq.heappop(self._heap)[2].event.set()
+            delay = deadline - clock.monotonic()
+            if soonest is None or delay < soonest[0]:
+                soonest = (delay, clock)
+        if soonest is None:
+            return False
+        soonest[1]._jump()
+        return True
+
+
+def new_event_loop() -> AutojumpEventLoop:
+    """A fresh :class:`AutojumpEventLoop` (a ``loop_factory`` for asyncio, anyio, pytest)."""
+    return AutojumpEventLoop()
