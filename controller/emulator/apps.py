@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from controller.emulator import apierrors
+from controller.emulator import apierrors, regions
 from controller.emulator.model import App, Volume
 from controller.emulator.store import Store
 
@@ -80,6 +80,7 @@ def create_volume(store: Store, app_name: str, body: Any) -> Volume:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise apierrors.bad_request("size_gb must be a positive integer")
     region = body.get("region") or store.rt.behaviour.default_region
+    regions.check_region(str(region))
     return add_volume(store, app_name, name=name, region=str(region), size_gb=size)
 
 
