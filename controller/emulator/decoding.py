@@ -9,8 +9,9 @@ The emulator does the same, driven by the component schemas of the saved spec (`
 so the whole ``fly.MachineConfig`` tree is checked without a hand-written copy of it.  Go's rules
 are followed where they differ from JSON Schema:
 
-* unknown keys are ignored (Go drops them; the emulator keeps them as sent, so that fields newer
-  than the saved spec round-trip, e.g. the controller's ``x_passthrough``);
+* unknown keys are accepted and dropped (Go ignores them, so Fly never stores them; a field newer
+  than the saved spec, e.g. sent through the controller's ``x_passthrough``, therefore does not
+  round-trip through the emulator);
 * ``null`` is accepted anywhere and means "absent" (it is removed from objects; in arrays and maps
   it becomes the element type's zero value, as Go does);
 * keys match struct fields case-insensitively, an exact match first; they are renamed to the
@@ -130,8 +131,35 @@ def _duration(value: Any, where: Where) -> Any:
             f'invalid duration for {where.dotted or where.root}: time: invalid duration "{value}"'
         )
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return value
+        if not INT64[0] <= value <= INT64[1]:
+            raise _unmarshal(value, "fly.Duration", where)
+        return go_duration(int(value))  # stored and answered as Go's MarshalJSON writes it
     raise _unmarshal(value, "fly.Duration", where)
+
+
+def go_duration(nanoseconds: int) -> str:
+    """Go's ``time.Duration.String()``: ``0s``, ``1.5s``, ``1m30s``, ``2h0m0s``, ``250ms``."""
+    if nanoseconds == 0:
+        return "0s"
+    sign = "-" if nanoseconds < 0 else ""
+    n = abs(nanoseconds)
+    if n < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if n >= size:
+                return sign + _trim(n / size if size > 1 else n, size) + unit
+    hours, rest = divmod(n, 3_600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = _trim(rest / 10**9, 10**9) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}"
+    return sign + seconds
+
+
+def _trim(value: float, size: int) -> str:
+    text = f"{value:.{len(str(size)) - 1}f}" if size > 1 else str(int(value))
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _autostop(value: Any, where: Where) -> Any:
@@ -226,7 +254,10 @@ class Decoder:
     def _element(self, node: Mapping[str, Any], value: Any, where: Where) -> Any:
         """An array item or map value: ``null`` becomes the element type's zero value."""
         if value is None:
-            return _zero(self._resolve(node))
+            resolved = self._resolve(node)
+            if resolved.get("required"):  # a zero struct lacks its required fields
+                return self.decode(node, {}, where)
+            return _zero(resolved)
         return self.decode(node, value, where)
 
     def _resolve(self, node: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -244,11 +275,15 @@ class Decoder:
         properties: dict[str, Any] = {**schema["properties"], **NEWER_FIELDS.get(name, {})}
         folded = {key.lower(): key for key in properties}
         out: dict[str, Any] = {}
+        present = {folded.get(key.lower(), key) for key, item in value.items() if item is not None}
+        for required in schema.get("required", []):
+            if required not in present:  # the spec's required fields (fly.Static)
+                path = ".".join((*where.path, required))
+                raise apierrors.bad_request(f"invalid {path}: {required} is required")
         for key, item in value.items():
             canonical = key if key in properties else folded.get(key.lower())
             if canonical is None:
-                out[key] = item  # unknown to the spec: Go ignores it, the emulator keeps it
-                continue
+                continue  # unknown to the spec: Go ignores it, and Fly never stores it
             if item is None:
                 continue  # null leaves a Go field at its zero value: absent
             inner = where.into(struct, canonical)
@@ -286,6 +321,11 @@ def _zero(node: Mapping[str, Any]) -> Any:
 
 
 # ----------------------------------------------------------------------------- operations
+BODY_OPTIONAL = frozenset({"Machines_create_lease"})
+"""Operations whose body the spec requires but clients leave out: fly-go acquires a lease with
+``?ttl=`` and no body (FLY_API.md 1.7)."""
+
+
 @dataclass(frozen=True)
 class Operation:
     """One operation of the spec: what its body and query parameters must decode as."""
@@ -294,6 +334,7 @@ class Operation:
     template: str
     operation_id: str
     body: str | None
+    body_required: bool
     query: Mapping[str, str]
 
 
@@ -319,8 +360,12 @@ def operations() -> dict[tuple[str, str], Operation]:
             query.update(NEWER_QUERY.get((method, template), {}))
             content = op.get("requestBody", {}).get("content", {}).get("application/json", {})
             body = _ref_name(content.get("schema", {}))
+            operation_id = str(op.get("operationId", ""))
+            required = bool(op.get("requestBody", {}).get("required")) and (
+                operation_id not in BODY_OPTIONAL
+            )
             out[(method, _shape(template))] = Operation(
-                method, template, str(op.get("operationId", "")), body, query
+                method, template, operation_id, body, required, query
             )
     return out
 
@@ -330,11 +375,15 @@ def operation_for(method: str, route_path: str) -> Operation | None:
     return operations().get((method.lower(), _shape(route_path.removeprefix("/v1"))))
 
 
-def decode_body(schema_name: str, value: Any) -> Any:
-    """Decode a parsed JSON body as the named request schema; 400 on a type error."""
+def decode_body(op: Operation, value: Any) -> Any:
+    """Decode a parsed JSON body as the operation's request schema; 400 on a type error, and
+    on a missing body the operation requires (Go's decoder reads ``EOF``)."""
     schemas = load_spec()["components"]["schemas"]
-    if value is None:
-        return None
+    schema_name = op.body
+    if value is None and op.body_required:
+        raise apierrors.bad_request("EOF")
+    if value is None or schema_name is None:
+        return value
     return Decoder(schemas).decode({"$ref": _REF + schema_name}, value, Where(schema_name))
 
 
@@ -369,10 +418,6 @@ def check_query(op: Operation, query: Mapping[str, Sequence[str]]) -> None:
     for name, values in query.items():
         kind = op.query.get(name)
         for raw in values:
-            if not raw.isprintable():
-                raise apierrors.bad_request(
-                    f"invalid_argument: invalid value for query parameter {name}: not printable"
-                )
             if kind == "boolean":
                 parse_bool(name, raw)
             elif kind == "integer":

@@ -309,6 +309,8 @@ def patch_metadata(
     leases.check_write(machine, store.rt, nonce)
     body = _object(body)
     wanted = body.get("machine_version")
+    if wanted is not None and not isinstance(wanted, str):
+        raise apierrors.bad_request("machine_version must be a string")
     if wanted and wanted != machine.version:
         raise apierrors.generic(412, "machine version mismatch")
     changes = body.get("metadata")
