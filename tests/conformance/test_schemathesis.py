@@ -1,29 +1,32 @@
 """Schemathesis fuzzes the emulator against Fly's spec as the project keeps it (issue #12).
 
-An independent tool generates valid and invalid requests for every operation of the saved spec
-and runs all of its checks: no 5xx, status codes, content types and bodies as the spec (made
-strict, with the documented deviations of ``tests/support/spec_check.py``) says, valid requests
-accepted and invalid ones refused.  The only allowances are the listed deviations, each with its
-reason.
+An independent tool generates valid and invalid requests for the operations of the saved spec
+(plus the SPEC-NEW ones the emulator serves) and runs all of its checks: no 5xx, status codes,
+content types and bodies as the spec says (made strict, with the documented deviations of
+``tests/support/spec_check.py``), valid requests accepted and invalid ones refused.  The only
+allowances are the listed deviations, each with its reason.
 
 Bounded and reproducible: a fixed seed, derandomized generation, a few examples per operation,
-no example database; the emulator runs in-process (ASGI) on a fake clock and is re-seeded before
-every request, so each request meets the same world (one app, one started machine, one volume).
+no example database, no shrinking; the emulator runs in-process (ASGI) on a fake clock and is
+re-seeded before every request, so each request meets the same world (one app, one started
+machine, one volume).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
-from spec_check import STATE_STATUSES, Seeded, load_fuzz_spec
+from spec_check import NOT_FUZZED, STATE_STATUSES, Seeded, load_fuzz_spec
 
 from controller.clock import FakeClock
 from controller.emulator import Behaviour, EmulatorState, build_app
+from controller.emulator.spec import load_spec
 
 TOKEN = "fuzz-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SEED = 12
 SEEDED = Seeded(
     app="web",
     machine_id="0123456789abcd",
@@ -33,28 +36,49 @@ SEEDED = Seeded(
     volume_size_gb=1,
 )
 MAX_EXAMPLES = 5
+# The machine create and update bodies are the whole fly.MachineConfig tree: the coverage phase
+# would spend most of the run on them (a negative case per field), so they get the fuzzing
+# phases only, with more examples, which still reach deep into the tree in negative mode.
+CONFIG_OPERATIONS = ["Machines_create", "Machines_update"]
+CONFIG_EXAMPLES = 20
 
-APP = build_app(clock=FakeClock(), seed=12, behaviour=Behaviour(rate_limits=False), token=TOKEN)
+# schemathesis' default positive_data_acceptance statuses plus STATE_STATUSES (spec_check.py).
+CHECKS: dict[str, Any] = {
+    "positive_data_acceptance": {
+        "expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "429", *STATE_STATUSES],
+    },
+}
+
+APP = build_app(clock=FakeClock(), seed=SEED, behaviour=Behaviour(rate_limits=False), token=TOKEN)
 EMULATOR: EmulatorState = APP.state.emulator
 
-CONFIG = SchemathesisConfig.from_dict(
-    {
-        "seed": 12,
-        "generation": {
-            "max-examples": MAX_EXAMPLES,
-            "deterministic": True,
-            "database": "none",
-            "no-shrink": True,
-        },
-        "checks": {
-            "positive_data_acceptance": {
-                "expected-statuses": ["2xx", "401", "403", "404", "409", "429", *STATE_STATUSES],
+
+def _config(max_examples: int, *, coverage: bool) -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "generation": {
+                "max-examples": max_examples,
+                "deterministic": True,
+                "database": "none",
+                "no-shrink": True,
             },
-        },
-    }
+            "phases": {"coverage": {"enabled": coverage}},
+            "checks": CHECKS,
+        }
+    )
+
+
+def _schema(config: SchemathesisConfig) -> Any:
+    loaded = schemathesis.openapi.from_dict(load_fuzz_spec(SEEDED), config=config)
+    loaded.app = APP
+    return loaded
+
+
+SCHEMA = _schema(_config(MAX_EXAMPLES, coverage=True)).exclude(operation_id=CONFIG_OPERATIONS)
+DEEP_SCHEMA = _schema(_config(CONFIG_EXAMPLES, coverage=False)).include(
+    operation_id=CONFIG_OPERATIONS
 )
-SCHEMA = schemathesis.openapi.from_dict(load_fuzz_spec(SEEDED), config=CONFIG)
-SCHEMA.app = APP
 
 
 def reseed() -> None:
@@ -85,8 +109,30 @@ def reseed() -> None:
     )
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @SCHEMA.parametrize()
 def test_emulator_conforms_to_the_spec(case: Any) -> None:
     reseed()
-    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})
+    case.call_and_validate(headers=AUTH)
+
+
+@DEEP_SCHEMA.parametrize()
+def test_machine_configs_conform_to_the_spec(case: Any) -> None:
+    reseed()
+    case.call_and_validate(headers=AUTH)
+
+
+def test_the_fuzzer_covers_every_served_operation() -> None:
+    """Nothing silently left out: each spec operation is fuzzed or listed in NOT_FUZZED."""
+    spec_ids = {
+        op["operationId"]
+        for item in load_spec()["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    }
+    fuzzed = {
+        result.ok().definition.raw.get("operationId")
+        for schema in (SCHEMA, DEEP_SCHEMA)
+        for result in schema.get_all_operations()
+    }
+    assert spec_ids - set(NOT_FUZZED) <= fuzzed
+    assert not fuzzed & set(NOT_FUZZED)

@@ -459,7 +459,7 @@ def request_rules(seeded: Seeded) -> tuple[RequestRule, ...]:
         RequestRule(
             "fly.Duration",
             {"oneOf": [{"type": "string", "pattern": GO_DURATION_PATTERN}, {"type": "number"}]},
-            "FLY_API.md 1.5: Go durations travel as strings (\"10s\") or nanoseconds; the spec's "
+            'FLY_API.md 1.5: Go durations travel as strings ("10s") or nanoseconds; the spec\'s '
             "{time.Duration} object is the Go struct, which fly-go never sends",
         ),
         RequestRule(
@@ -470,7 +470,12 @@ def request_rules(seeded: Seeded) -> tuple[RequestRule, ...]:
         ),
         RequestRule(
             "fly.MachineService.autostop",
-            {"oneOf": [{"type": "string", "enum": ["off", "stop", "suspend"]}, {"type": "boolean"}]},
+            {
+                "oneOf": [
+                    {"type": "string", "enum": ["off", "stop", "suspend"]},
+                    {"type": "boolean"},
+                ]
+            },
             "spec's own description of autostop: a string or the old boolean form",
         ),
         RequestRule(
@@ -650,9 +655,8 @@ EXTRA_REQUEST_BODIES: Mapping[tuple[str, str], tuple[dict[str, Any], str]] = {
 
 # Operations the emulator does not model: they answer 501 "not emulated" (tested in
 # tests/emulator); fuzzing them would only count 5xx answers.
-NOT_FUZZED: Mapping[str, str] = {
-    op: "routes.py NOT_EMULATED: answers 501 {error: not emulated: <operation>}"
-    for op in (
+NOT_FUZZED: Mapping[str, str] = dict.fromkeys(
+    (
         "Machines_exec",
         "Machines_list_processes",
         "Machines_signal",
@@ -660,8 +664,9 @@ NOT_FUZZED: Mapping[str, str] = {
         "Secret_generate",
         "Tokens_request_Kms",
         "Tokens_request_OIDC",
-    )
-}
+    ),
+    "routes.py NOT_EMULATED: answers 501 {error: not emulated: <operation>}",
+)
 
 _NULLABLE_STRING: dict[str, Any] = {"type": "string", "nullable": True}
 
@@ -672,7 +677,12 @@ EXTRA_OPERATIONS: Mapping[tuple[str, str], tuple[dict[str, Any], str]] = {
             "operationId": "Machines_patch_metadata",
             "parameters": [
                 {"name": "app_name", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "machine_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "machine_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
             ],
             "requestBody": {
                 "required": True,
@@ -701,7 +711,12 @@ EXTRA_OPERATIONS: Mapping[tuple[str, str], tuple[dict[str, Any], str]] = {
             "operationId": "Machines_show_metadata_key",
             "parameters": [
                 {"name": "app_name", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "machine_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "machine_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
                 {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
             ],
             "responses": {
@@ -864,6 +879,7 @@ def load_fuzz_spec(seeded: Seeded) -> dict[str, Any]:
                 del item[method]
         if not any(m in item for m in ("get", "post", "put", "patch", "delete")):
             del spec["paths"][template]
+
     def strict_items(node: Any) -> None:
         """A null array element is a zero struct, which lacks the struct's required fields."""
         if isinstance(node, dict):
@@ -935,7 +951,7 @@ def load_fuzz_spec(seeded: Seeded) -> dict[str, Any]:
 
 
 def _split(where: str) -> tuple[str, str]:
-    """``fly.MachineGuest.cpus`` -> (``fly.MachineGuest``, ``cpus``); ``CreateAppRequest`` -> (it, "")."""
+    """``fly.MachineGuest.cpus`` -> (``fly.MachineGuest``, ``cpus``); ``X`` -> (``X``, "")."""
     namespace = "fly." if where.startswith("fly.") else ""
     component, _, prop = where.removeprefix(namespace).partition(".")
     return namespace + component, prop
