@@ -44,11 +44,12 @@ EXTENSIONS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("CreateAppRequest", "idempotency_key", {"type": "string"}, "FLY_API.md 1.10 (SPEC-NEW)"),
     ("App", "created_at", {"type": "string"}, "FLY_API.md 1.10: SPEC-NEW returns {id, created_at}"),
     # The saved spec types StopRequest.timeout as the Go struct fly.Duration; the API and fly-go
-    # send a duration string such as "1s" (FLY_API.md 1.5).  Both forms are accepted.
+    # send a duration string such as "1s" (FLY_API.md 1.5).  DURATION below makes every
+    # fly.Duration a string or a number of nanoseconds, this one included.
     (
         "StopRequest",
         "timeout",
-        {"oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/fly.Duration"}]},
+        {"$ref": "#/components/schemas/fly.Duration"},
         'FLY_API.md 1.5: StopRequest {signal, timeout (string, e.g. "1s")}',
     ),
 )
@@ -465,8 +466,7 @@ def request_rules(seeded: Seeded) -> tuple[RequestRule, ...]:
         RequestRule(
             "StopRequest.timeout",
             {"oneOf": [{"type": "string", "pattern": GO_DURATION_PATTERN}, {"type": "number"}]},
-            "FLY_API.md 1.5: the stop timeout is a Go duration (EXTENSIONS above loosened it to "
-            "any string for responses of the log checker)",
+            "FLY_API.md 1.5: the stop timeout is a Go duration, like every fly.Duration",
         ),
         RequestRule(
             "fly.MachineService.autostop",
@@ -787,8 +787,6 @@ BODY_OPTIONAL: Mapping[str, str] = {
 STATE_STATUSES: Mapping[str, str] = {
     "408": "FLY_API.md 1.6: /wait times out when the state is not reached",
     "412": "FLY_API.md 3.2: the machine's state forbids the action (start a started machine...)",
-    "501": "routes.py: operations the emulator does not model (exec, ps, signal, secret keys, "
-    "tokens)",
 }
 
 
@@ -808,6 +806,9 @@ def _nullable_copy(node: Any, prefix: str) -> Any:
             out["$ref"] = "#/components/schemas/" + prefix + _ref_schema(ref)
         if out.get("additionalProperties") is False:
             del out["additionalProperties"]  # Go ignores unknown keys in requests
+        if out.get("type") == "integer":  # Go's ints are 64-bit: larger numbers are refused
+            out.setdefault("minimum", -(2**63))
+            out.setdefault("maximum", 2**63 - 1)
         if isinstance(out.get("properties"), dict):
             out["properties"] = {k: _nullable(v) for k, v in out["properties"].items()}
         if out.get("type") == "array" and isinstance(out.get("items"), dict):
@@ -865,7 +866,10 @@ def load_fuzz_spec(seeded: Seeded) -> dict[str, Any]:
         component, prop = _split(rule.where)
         target = schemas[REQUEST_PREFIX + component]
         if prop:
-            target["properties"][prop] = _nullable(dict(rule.schema))
+            rule_schema = dict(rule.schema)
+            if rule_schema.get("type") == "integer":
+                rule_schema.setdefault("maximum", 2**63 - 1)  # Go's ints are 64-bit
+            target["properties"][prop] = _nullable(rule_schema)
         elif "required" in rule.schema:
             target["required"] = list(rule.schema["required"])
         else:
