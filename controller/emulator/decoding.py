@@ -24,7 +24,7 @@ FLY_API.md 1.3, 1.10).  Spec enums are enforced after decoding (400): Fly valida
 and a typo in ``kind`` or ``autostop`` should not pass silently.
 
 Query parameters the spec types as boolean or integer are parsed like Go's ``strconv.ParseBool``
-and ``strconv.Atoi``; an empty value counts as absent.  Their 400 messages start with
+and ``strconv.Atoi`` (an empty value is not a boolean either).  Their 400 messages start with
 ``invalid_argument:``, as flyd's do for /wait (FLY_API.md 3.2); the rest of the text is chosen.
 """
 
@@ -388,9 +388,7 @@ def decode_body(op: Operation, value: Any) -> Any:
 
 
 def parse_bool(name: str, raw: str) -> bool | None:
-    """Go's ``strconv.ParseBool`` on a query value; None when empty; 400 when not a boolean."""
-    if raw == "":
-        return None
+    """Go's ``strconv.ParseBool`` on a query value (an empty value too); 400 when not one."""
     if raw in GO_TRUE:
         return True
     if raw in GO_FALSE:
@@ -402,9 +400,7 @@ def parse_bool(name: str, raw: str) -> bool | None:
 
 
 def parse_int(name: str, raw: str) -> int | None:
-    """Go's ``strconv.Atoi`` on a query value; None when empty; 400 when not an integer."""
-    if raw == "":
-        return None
+    """Go's ``strconv.Atoi`` on a query value (an empty value too); 400 when not an integer."""
     if re.fullmatch(r"[-+]?\d+", raw) and INT64[0] <= int(raw) <= INT64[1]:
         return int(raw)
     raise apierrors.bad_request(

@@ -149,6 +149,7 @@ async def test_go_forms_the_spec_does_not_describe_are_accepted(
         ("/v1/apps/web/machines", {"summary": "banana"}),
         ("/v1/apps/web/machines", {"include_deleted": "yes"}),
         ("/v1/apps/web/machines", {"limit": "ten"}),
+        ("/v1/apps/web/machines", {"summary": ""}),
     ],
 )
 async def test_typed_query_parameters_are_checked(

@@ -448,6 +448,8 @@ class RequestRule:
     why: str
 
 
+# fly-go converts a JSON number to time.Duration (int64); the emulator refuses what would not fit.
+NANOSECONDS: dict[str, Any] = {"type": "number", "minimum": -(2**63), "maximum": 2**63 - 1}
 GO_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
 
 
@@ -459,13 +461,13 @@ def request_rules(seeded: Seeded) -> tuple[RequestRule, ...]:
     return (
         RequestRule(
             "fly.Duration",
-            {"oneOf": [{"type": "string", "pattern": GO_DURATION_PATTERN}, {"type": "number"}]},
+            {"oneOf": [{"type": "string", "pattern": GO_DURATION_PATTERN}, NANOSECONDS]},
             'FLY_API.md 1.5: Go durations travel as strings ("10s") or nanoseconds; the spec\'s '
             "{time.Duration} object is the Go struct, which fly-go never sends",
         ),
         RequestRule(
             "StopRequest.timeout",
-            {"oneOf": [{"type": "string", "pattern": GO_DURATION_PATTERN}, {"type": "number"}]},
+            {"oneOf": [{"type": "string", "pattern": GO_DURATION_PATTERN}, NANOSECONDS]},
             "FLY_API.md 1.5: the stop timeout is a Go duration, like every fly.Duration",
         ),
         RequestRule(
