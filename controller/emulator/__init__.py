@@ -6,12 +6,17 @@ server-filled defaults, ``current_version`` checks, leases in both envelopes, ``
 s cap and 408s, metadata filters and cursor pagination, region capacity and org quotas, volumes,
 per-action rate limits, and fault injection (statuses, latency, dropped connections, outside
 writers) driven through a ``/_emulator/`` control API. It works on plain JSON and imports nothing
-from the controller except ``controller.clock``, so a misreading of the API cannot be shared between
-client and fake.
+from the controller except ``controller.clock`` and the region list, so a misreading of the API
+cannot be shared between client and fake.
+
+Request bodies and query strings are decoded as Fly's Go server decodes them, driven by the saved
+spec's schemas (``decoding``); creates are limited to Fly's region list (``regions``, data from
+``controller.model.regions``, the one other import).
 
 Module map: ``app`` (build_app) -> ``pipeline`` (request ids, log, faults, auth, limits) ->
-``routes`` / ``control`` -> ``machines``, ``apps``, ``leases``, ``listing``, ``capacity``,
-``lifecycle`` over ``store`` and ``model``; ``configs`` (defaults table), ``views`` (JSON shapes),
+``routes`` (``decoding`` first) / ``control`` -> ``machines``, ``apps``, ``volumes``, ``secrets``,
+``leases``, ``listing``, ``capacity``, ``regions``, ``lifecycle`` over ``store`` and ``model``;
+``configs`` (defaults table), ``views`` (JSON shapes),
 ``ids``, ``behaviour``, ``faults``, ``ratelimit``, ``requestlog``, ``external``, ``seeding``,
 ``scenario``; ``transport`` and ``server`` for running it.
 """

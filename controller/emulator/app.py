@@ -23,10 +23,13 @@ from controller.emulator.state import EmulatorState
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Unknown paths and wrong methods answer in the generic JSON envelope."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    return JSONResponse({"error": detail}, status)
+    """Unknown paths and wrong methods answer in the generic JSON envelope.
+
+    Starlette's headers are kept: a 405 must say which methods the path has (``Allow``, RFC 9110).
+    """
+    if not isinstance(exc, HTTPException):
+        return JSONResponse({"error": "internal error"}, 500)
+    return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
 
 def build_app(

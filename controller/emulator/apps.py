@@ -17,12 +17,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from controller.emulator import apierrors
+from controller.emulator import apierrors, configs, regions
 from controller.emulator.model import App, Volume
 from controller.emulator.store import Store
 
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 VOLUME_NAME = re.compile(r"^[a-z0-9_]{1,30}$")
+MAX_VOLUME_GB = 500
+"""Fly's largest volume (``fly volumes create --size`` help: up to 500 GB)."""
 
 
 def create_app(store: Store, body: Any) -> App:
@@ -77,9 +79,12 @@ def create_volume(store: Store, app_name: str, body: Any) -> Volume:
             "volume name must be lowercase letters, digits and underscores, at most 30 characters"
         )
     size = body.get("size_gb", 1)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise apierrors.bad_request("size_gb must be a positive integer")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_VOLUME_GB:
+        raise apierrors.bad_request(f"size_gb must be between 1 and {MAX_VOLUME_GB}")
     region = body.get("region") or store.rt.behaviour.default_region
+    regions.check_region(str(region))
+    if body.get("compute") is not None:
+        configs.validate_guest(body["compute"], "compute")
     return add_volume(store, app_name, name=name, region=str(region), size_gb=size)
 
 

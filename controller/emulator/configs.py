@@ -57,12 +57,18 @@ def _invalid(message: str) -> apierrors.ApiError:
     return apierrors.generic(422, message)
 
 
-def _check_int(guest: dict[str, Any], key: str, minimum: int) -> None:
-    value = guest.get(key)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _invalid(f"invalid config.guest.{key}: {value!r}")
+def validate_guest(guest: Any, where: str) -> None:
+    """A guest (``config.guest``, or a volume's ``compute`` hint) Fly could place (422)."""
+    if not isinstance(guest, dict):
+        raise _invalid(f"invalid {where}: must be an object")
+    for key in ("cpus", "memory_mb"):
+        value = guest.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _invalid(f"invalid {where}.{key}: {value!r}")
+        if value is not None and value < 1:
+            raise _invalid(f"invalid {where}.{key}: {value!r}")
+    if guest.get("cpu_kind") not in (None, *CPU_KINDS):
+        raise _invalid(f"invalid {where}.cpu_kind: {guest.get('cpu_kind')!r}")
 
 
 def validate(config: Any) -> dict[str, Any]:
@@ -72,13 +78,7 @@ def validate(config: Any) -> dict[str, Any]:
     image = config.get("image")
     if not isinstance(image, str) or not image.strip():
         raise _invalid("invalid config.image: an image is required")
-    guest = config.get("guest", {})
-    if not isinstance(guest, dict):
-        raise _invalid("invalid config.guest: must be an object")
-    _check_int(guest, "cpus", 1)
-    _check_int(guest, "memory_mb", 1)
-    if guest.get("cpu_kind") not in (None, *CPU_KINDS):
-        raise _invalid(f"invalid config.guest.cpu_kind: {guest.get('cpu_kind')!r}")
+    validate_guest(config.get("guest", {}), "config.guest")
     restart = config.get("restart", {})
     if not isinstance(restart, dict) or restart.get("policy") not in (None, *RESTART_POLICIES):
         raise _invalid("invalid config.restart.policy")

@@ -19,13 +19,16 @@ from controller.emulator.model import Machine
 from controller.emulator.store import Cursor, Store
 
 MAX_LIMIT = 1000
-TRUE_VALUES = ("1", "true", "t", "yes")
+TRUE_VALUES = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 
 
 def truthy(query: Mapping[str, Sequence[str]], key: str) -> bool:
-    """A boolean query parameter (Go's strconv.ParseBool truthy spellings)."""
+    """A boolean query parameter, true in Go's strconv.ParseBool spellings only.
+
+    Other spellings were refused with 400 before the handler ran (``decoding.check_query``).
+    """
     values = query.get(key) or []
-    return bool(values) and values[-1].lower() in TRUE_VALUES
+    return bool(values) and values[-1] in TRUE_VALUES
 
 
 def first(query: Mapping[str, Sequence[str]], key: str) -> str | None:

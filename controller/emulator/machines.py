@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.emulator import apierrors, capacity, configs, leases, lifecycle
+from controller.emulator import apierrors, capacity, configs, leases, lifecycle, regions, secrets
 from controller.emulator.model import Lease, Machine, Step, Version
 from controller.emulator.store import Store
 
@@ -74,6 +74,9 @@ def create(store: Store, app_name: str, body: Any, *, owner: str) -> tuple[Machi
     region = body.get("region") or None
     if region is not None and not isinstance(region, str):
         raise apierrors.bad_request("invalid region")
+    if region is not None:
+        regions.check_region(region)
+    secrets.check_min_version(app, body)
     name = body.get("name") or rt.ids.machine_name()
     mount_region, volumes = capacity.resolve_mounts(
         store, app=app.name, machine_id=None, config=config, region=region
@@ -171,6 +174,7 @@ def update(
     skip_launch = _flag(body, "skip_launch")
     cordon = _flag(body, "skip_service_registration")
     _optional_int(body, "lease_ttl")
+    secrets.check_min_version(store.app(app_name), body)
     _, volumes = capacity.resolve_mounts(
         store, app=app_name, machine_id=machine.id, config=config, region=machine.region
     )
@@ -305,6 +309,8 @@ def patch_metadata(
     leases.check_write(machine, store.rt, nonce)
     body = _object(body)
     wanted = body.get("machine_version")
+    if wanted is not None and not isinstance(wanted, str):
+        raise apierrors.bad_request("machine_version must be a string")
     if wanted and wanted != machine.version:
         raise apierrors.generic(412, "machine version mismatch")
     changes = body.get("metadata")

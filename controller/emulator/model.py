@@ -96,11 +96,34 @@ class Version:
 
 
 @dataclass
+class Secret:
+    """An app secret; the value is kept only to compute its digest (the API never returns it)."""
+
+    name: str
+    digest: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass
 class App:
     name: str
     org_slug: str
     network: int
     created_at: float
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    secrets_version: int = 0
+    """Bumped by every secrets write; creates/updates may require it (``min_secrets_version``)."""
+
+
+@dataclass
+class Snapshot:
+    id: str
+    created_at: float
+    size: int
+    digest: str
+    retention_days: int
+    status: str = "created"
 
 
 @dataclass
@@ -115,6 +138,9 @@ class Volume:
     encrypted: bool = True
     attached_machine_id: str | None = None
     state: str = "created"
+    snapshot_retention: int = 5
+    auto_backup_enabled: bool = True
+    snapshots: list[Snapshot] = field(default_factory=list)
 
 
 @dataclass

@@ -18,7 +18,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controller.emulator import apierrors, apps, leases, lifecycle, listing, machines, views
+from controller.emulator import (
+    apierrors,
+    apps,
+    decoding,
+    leases,
+    lifecycle,
+    listing,
+    machines,
+    secrets,
+    views,
+    volumes,
+)
 from controller.emulator.model import rfc3339
 from controller.emulator.state import EmulatorState
 
@@ -27,12 +38,20 @@ WAIT_STATES = ("started", "stopped", "suspended", "destroyed", "failed", "settle
 _GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 
 
-def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: hand it the emulator, render :class:`ApiError` as JSON."""
+def api(
+    handler: Handler, operation: decoding.Operation | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: decode its query and body as the spec types them, hand it the emulator,
+    render :class:`ApiError` as JSON."""
 
     async def endpoint(request: Request) -> Response:
         emulator: EmulatorState = request.app.state.emulator
         try:
+            if operation is not None:
+                decoding.check_query(operation, query(request))
+                if operation.body is not None:
+                    decoded = decoding.decode_body(operation, json_body(request))
+                    request.scope["state"]["emulator.decoded"] = decoded
             return await handler(request, emulator)
         except apierrors.ApiError as exc:
             return JSONResponse(exc.body, exc.status, headers=exc.headers)
@@ -46,7 +65,11 @@ def raw_body(request: Request) -> bytes:
 
 
 def json_body(request: Request) -> Any:
-    """The parsed JSON body, None when empty; 400 with a Go-like message when malformed."""
+    """The parsed JSON body (decoded against the spec when the operation has a body schema),
+    None when empty; 400 with a Go-like message when malformed."""
+    state = request.scope.get("state", {})
+    if "emulator.decoded" in state:
+        return state["emulator.decoded"]
     raw = raw_body(request)
     if not raw.strip():
         return None
@@ -167,27 +190,9 @@ async def start_machine(request: Request, emu: EmulatorState) -> Response:
     return JSONResponse({"previous_state": previous})
 
 
-def _stop_request(request: Request) -> None:
-    """Validate the optional StopRequest body the way Go's decoder would (FLY_API.md 1.5)."""
-    body = json_body(request)
-    if body is None:
-        return
-    if not isinstance(body, dict):
-        go_type = {list: "array", str: "string", bool: "bool"}.get(type(body), "number")
-        raise apierrors.bad_request(
-            f"json: cannot unmarshal {go_type} into Go value of type main.stopRequest"
-        )
-    signal = body.get("signal")
-    if signal is not None and not isinstance(signal, str):
-        raise apierrors.bad_request("json: cannot unmarshal signal into Go struct field")
-    timeout_value = body.get("timeout")
-    if timeout_value is not None and not isinstance(timeout_value, str | int):
-        raise apierrors.bad_request("json: cannot unmarshal timeout into Go struct field")
-
-
 async def stop_machine(request: Request, emu: EmulatorState) -> Response:
+    """The optional StopRequest body was decoded by :func:`api` (FLY_API.md 1.5)."""
     app, machine_id = params(request)
-    _stop_request(request)
     machines.stop(emu.store, app, machine_id, nonce=nonce(request))
     return ok()
 
@@ -403,6 +408,68 @@ async def delete_volume(request: Request, emu: EmulatorState) -> Response:
     return JSONResponse(views.volume(apps.delete_volume(emu.store, p["app"], p["volume_id"])))
 
 
+async def update_volume(request: Request, emu: EmulatorState) -> Response:
+    p = request.path_params
+    volume = volumes.update(emu.store, p["app"], p["volume_id"], json_body(request))
+    return JSONResponse(views.volume(volume))
+
+
+async def extend_volume(request: Request, emu: EmulatorState) -> Response:
+    p = request.path_params
+    volume, needs_restart = volumes.extend(emu.store, p["app"], p["volume_id"], json_body(request))
+    return JSONResponse({"volume": views.volume(volume), "needs_restart": needs_restart})
+
+
+async def list_snapshots(request: Request, emu: EmulatorState) -> Response:
+    p = request.path_params
+    volume = emu.store.volume(p["app"], p["volume_id"])
+    return JSONResponse([volumes.snapshot_view(s) for s in volume.snapshots])
+
+
+async def create_snapshot(request: Request, emu: EmulatorState) -> Response:
+    p = request.path_params
+    volumes.snapshot(emu.store, p["app"], p["volume_id"])
+    return Response(status_code=200)  # the spec declares no body
+
+
+# ----------------------------------------------------------------------------- secrets
+async def list_secrets(request: Request, emu: EmulatorState) -> Response:
+    app = emu.store.app(request.path_params["app"])
+    return JSONResponse({"secrets": secrets.listing(app)})
+
+
+async def update_secrets(request: Request, emu: EmulatorState) -> Response:
+    app = secrets.update(emu.store, request.path_params["app"], json_body(request))
+    return JSONResponse({"secrets": secrets.listing(app), "version": app.secrets_version})
+
+
+async def delete_secret(request: Request, emu: EmulatorState) -> Response:
+    p = request.path_params
+    app = secrets.delete(emu.store, p["app"], p["name"])
+    return JSONResponse({"version": app.secrets_version})
+
+
+# ----------------------------------------------------------------------------- not emulated
+NOT_EMULATED: tuple[tuple[str, str], ...] = (
+    ("/v1/apps/{app}/machines/{machine_id}/exec", "POST"),
+    ("/v1/apps/{app}/machines/{machine_id}/ps", "GET"),
+    ("/v1/apps/{app}/machines/{machine_id}/signal", "POST"),
+    ("/v1/apps/{app}/secrets/{label}/type/{secret_type}", "POST"),
+    ("/v1/apps/{app}/secrets/{label}/type/{secret_type}/generate", "POST"),
+    ("/v1/tokens/kms", "POST"),
+    ("/v1/tokens/oidc", "POST"),
+)
+"""Spec operations the emulator does not model: they answer 501, never a 404 Fly would not send."""
+
+
+def not_emulated(operation_id: str) -> Handler:
+    async def handler(request: Request, emu: EmulatorState) -> Response:
+        raise apierrors.generic(501, f"not emulated: {operation_id}")
+
+    handler.__name__ = f"not_emulated_{operation_id}"
+    return handler
+
+
 M = "/v1/apps/{app}/machines/{machine_id}"
 
 
@@ -439,8 +506,36 @@ def api_routes() -> list[Route]:
         ("/v1/apps/{app}/volumes", create_volume, ["POST"]),
         ("/v1/apps/{app}/volumes/{volume_id}", get_volume, ["GET"]),
         ("/v1/apps/{app}/volumes/{volume_id}", delete_volume, ["DELETE"]),
+        ("/v1/apps/{app}/volumes/{volume_id}", update_volume, ["PUT"]),
+        ("/v1/apps/{app}/volumes/{volume_id}/extend", extend_volume, ["PUT"]),
+        ("/v1/apps/{app}/volumes/{volume_id}/snapshots", list_snapshots, ["GET"]),
+        ("/v1/apps/{app}/volumes/{volume_id}/snapshots", create_snapshot, ["POST"]),
+        ("/v1/apps/{app}/secrets", list_secrets, ["GET"]),
+        ("/v1/apps/{app}/secrets", update_secrets, ["POST"]),
+        ("/v1/apps/{app}/secrets/{name}", delete_secret, ["DELETE"]),
     ]
+    for path, method in NOT_EMULATED:
+        found = decoding.operation_for(method, path)
+        operation_id = found.operation_id if found is not None else path
+        table.append((path, not_emulated(operation_id), [method]))
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for path, handler, methods in table:
+        for method in methods:
+            modelled = not handler.__name__.startswith("not_emulated_")
+            operation = decoding.operation_for(method, path) if modelled else None
+            by_path.setdefault(path, {})[method] = api(handler, operation)
+    # One route per path, so a wrong method gets a 405 whose Allow lists every method of the path.
     return [
-        Route(path, api(handler), methods=methods, name=handler.__name__)
-        for path, handler, methods in table
+        Route(path, _dispatch(handlers), methods=list(handlers), name=path)
+        for path, handlers in by_path.items()
     ]
+
+
+def _dispatch(
+    handlers: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return endpoint

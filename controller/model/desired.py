@@ -58,7 +58,7 @@ from controller.model.flyconfig import (
     format_go_duration,
     parse_go_duration,
 )
-from controller.model.regions import FLY_REGIONS, REGIONS_AS_OF
+from controller.model.regions import DEPRECATED_REGIONS, FLY_REGIONS, REGIONS_AS_OF
 from controller.model.suggest import did_you_mean, field_suggestion
 
 __all__ = [
@@ -419,7 +419,16 @@ def build_app(
             issues.append(Issue((*where, "image") if in_group else _DEFAULT_IMAGE, problem))
         if not file.allow_unknown_regions:
             for region in spec.regions:
-                if region not in FLY_REGIONS:
+                if region in DEPRECATED_REGIONS:
+                    issues.append(
+                        Issue(
+                            ("groups", name, "regions", region),
+                            f"Fly no longer places new machines in {region!r} (retired, list as "
+                            f"of {REGIONS_AS_OF}); move the group, or set allow_unknown_regions: "
+                            "true to keep machines that already run there",
+                        )
+                    )
+                elif region not in FLY_REGIONS:
                     hint = did_you_mean(region, FLY_REGIONS) or (
                         "; set allow_unknown_regions: true for a region newer than the list"
                     )
