@@ -104,9 +104,9 @@ class Settings(BaseSettings):
     )
     # Fly's documented limits (FLY_API.md 5): 1/s burst 3 per machine and action, get machine
     # 5/s burst 10.  The global cap is ours, not Fly's (Fly documents no per-token or per-org
-    # request rate): a guard against a runaway loop, sized so it never paces what the in-flight
-    # cap allows (64 machines x 6 calls per ~13 s update is ~30 req/s; ~100 req/s with no
-    # smoke period).  At the old 20 req/s a 1,000-machine rollout took 1.5x its lower bound.
+    # request rate): a guard against a runaway loop, sized so it never paces what a 330-machine
+    # window issues (6 calls per ~13 s update is ~150 req/s).  At 20 req/s a 1,000-machine
+    # rollout took 1.5x its lower bound; at 100 req/s and a cap of 64 in flight, 4x.
     machine_action_rate: float = Field(
         default=d.ACTION_RATE, gt=0, description="Per machine+action req/s."
     )

@@ -37,8 +37,8 @@ class ExecutorSettings:
     """A global safety cap on machine operations in flight, across every app sharing the
     executor.  Concurrency comes from the groups' ``max_unavailable`` windows and the client's
     pacing (Fly limits requests per machine, not per token), so this cap is set high enough
-    not to throttle a rollout: 64 keeps 1,000 machines at 0.33 moving at their windows' pace
-    per few apps while bounding open requests and memory if many apps roll at once."""
+    not to throttle a rollout: 512 lets a 1,000-machine group at 0.33 (a window of 330) move at
+    its window's pace while still bounding open requests and memory if many apps roll at once."""
     create_concurrency: int = 1000
     """Creates of one group running at once.  The client paces the POSTs at Fly's per-app
     create limit (1/s, burst 3), which is the real bound; this only caps the waiting tasks."""

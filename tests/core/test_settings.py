@@ -19,7 +19,7 @@ def test_defaults_follow_fly_documented_limits() -> None:
     assert s.api_token is None
     assert (s.machine_action_rate, s.machine_action_burst) == (1.0, 3)
     assert (s.get_machine_rate, s.get_machine_burst) == (5.0, 10)
-    assert (s.global_rate, s.global_burst) == (100.0, 200)
+    assert (s.global_rate, s.global_burst) == (250.0, 500)
     assert s.retry_max_attempts == 4
 
 
