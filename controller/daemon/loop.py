@@ -90,6 +90,10 @@ class _Pass:
     pending: set[str]
     mark: int
     """Work taken from the queue before the pass began does not count for it."""
+    started: float
+    """When it began (monotonic): it shows progress only if the API answered since."""
+    apps: int = 0
+    """How many apps it reconciles (a pass of none needs no answer to count)."""
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -271,7 +275,7 @@ class Daemon:
         """Enqueue every app of this shard now; the returned pass completes once each was
         reconciled after this call.  Apps held back by a backoff or a requeue hint are not run
         early (they count as done); an app being reconciled runs again right after."""
-        current = _Pass(pending=set(), mark=self._taken)
+        current = _Pass(pending=set(), mark=self._taken, started=self.clock.monotonic())
         if self.stopping:
             current.done.set()
             return current
@@ -280,6 +284,7 @@ class Daemon:
                 continue
             self.queue.add(name)
             current.pending.add(name)
+        current.apps = len(current.pending)
         self._open.append(current)
         if len(self._open) > MAX_OPEN_PASSES:  # a very long rollout: forget the oldest
             self._open.pop(0).done.set()
@@ -308,8 +313,11 @@ class Daemon:
         if current in self._open:
             self._open.remove(current)
         self.passes += 1
-        self.last_pass_at = self.clock.monotonic()
-        self.metrics.pass_finished(self.clock.now())
+        # A pass whose every call failed (a hung or failing API) finished, but made no
+        # progress: liveness must not count it, or /healthz and the watchdog never notice.
+        if not current.apps or self.telemetry.last_answer >= current.started:
+            self.last_pass_at = self.clock.monotonic()
+            self.metrics.pass_finished(self.clock.now())
         current.done.set()
         self._status()
 

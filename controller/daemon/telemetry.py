@@ -17,6 +17,7 @@ machine per group (``rollout_halted``).
 from __future__ import annotations
 
 import logging
+import math
 
 from controller.clock import Clock
 from controller.execution.outcomes import (
@@ -47,6 +48,10 @@ class Telemetry:
         self.metrics = metrics
         self._clock = clock
         self._seen = clock.monotonic()
+        self.last_answer = -math.inf
+        """When the API last answered usefully (a status below 500), monotonic seconds: a
+        timeout, a dropped connection or a 5xx is not progress (a hung API must turn
+        ``/healthz`` unhealthy, not keep it alive with each failed attempt)."""
         self._quiet: dict[tuple[str, str | None], float] = {}
         """Per action in flight: until when it announced it would make no call."""
         self.token_verified = False
@@ -74,8 +79,9 @@ class Telemetry:
         self._seen = max(self._seen, when)
 
     def on_response(self, event: ResponseEvent) -> None:
-        """The client's hook: one call per HTTP attempt."""
-        self.last_activity = self._clock.monotonic()
+        """The client's hook: one call per HTTP attempt.  Only an answer is activity."""
+        if event.status is not None and event.status < 500:
+            self.last_answer = self.last_activity = self._clock.monotonic()
         self.metrics.api_request(event.endpoint, event.status, event.duration)
         if event.outcome == "version_conflict":
             self.metrics.conflict("version")

@@ -4,7 +4,8 @@
 and the request read, and nothing is ever answered; ``html502``: a load balancer's HTML 502 page;
 ``trickle``: a valid response sent one byte every ``trickle_every`` seconds, so no single read
 waits long but the response never ends.  The mode applies to connections opened after the
-switch (a pooled connection keeps the mode it started with).  Runs an asyncio loop in a thread;
+switch; switching cuts the connections already open (a pooled one would otherwise keep the mode
+it started with).  Runs an asyncio loop in a thread;
 use it as a context manager.
 """
 
@@ -28,7 +29,7 @@ class HostileProxy:
     def __init__(self, upstream_port: int, *, trickle_every: float = 0.5) -> None:
         self.upstream_port = upstream_port
         self.trickle_every = trickle_every
-        self.mode: Mode = "pass"
+        self._mode: Mode = "pass"
         self.port = 0
         self.connections = 0
         self._loop = asyncio.new_event_loop()
@@ -40,6 +41,22 @@ class HostileProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: Mode) -> None:
+        """Switch modes; open connections are cut, as a hung or failing upstream would leave
+        them, so a client's pooled keep-alive connection meets the new mode too."""
+        self._mode = mode
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._cut_connections)
+
+    def _cut_connections(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
 
     def __enter__(self) -> HostileProxy:
         self._thread.start()
@@ -72,7 +89,7 @@ class HostileProxy:
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
         self.connections += 1
-        mode = self.mode
+        mode = self._mode
         try:
             if mode == "pass":
                 await self._forward(reader, writer)
