@@ -17,6 +17,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads its files from pyproject.toml: controller/ strict, and every body in tests/ checked
+# (check_untyped_defs; a test needs no annotations of its own).
 typecheck: $(STAMP)
 	$(BIN)/mypy
 

@@ -37,10 +37,8 @@ On a loop that is not an :class:`AutojumpEventLoop` nothing can see that every t
 to its own deadline: exact for one task, overlapping (never additive) for several.  Run code on
 this loop with ``asyncio.run(main(), loop_factory=AutojumpEventLoop)`` (3.12+),
 ``anyio.run(main, backend_options={"loop_factory": AutojumpEventLoop})``, or in pytest-asyncio with
-the ``pytest_asyncio_loop_factories`` hook (see ``tests/conftest.py``).
-
-``AutojumpClock`` is the former name of the concurrent clock, kept as an alias of
-:class:`FakeClock` so existing ``AutojumpClock()`` / ``async with clock.running():`` code works.
+the ``pytest_asyncio_loop_factories`` hook (see ``tests/conftest.py``).  The clock needs no
+driver and no ``async with``: create it, hand it to the code under test, and sleep on it.
 """
 
 from __future__ import annotations
@@ -50,13 +48,12 @@ import heapq
 import itertools
 import selectors
 import warnings
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.lowlevel
 
-__all__ = ["AutojumpClock", "AutojumpEventLoop", "FakeClock", "new_event_loop"]
+__all__ = ["AutojumpEventLoop", "FakeClock", "new_event_loop"]
 
 _Selected = list[tuple[selectors.SelectorKey, int]]
 
@@ -105,20 +102,6 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self._mono + delay, next(self._arrivals), waiter))
         loop.watch(self)
         await waiter  # a cancelled sleeper's future is cancelled too; _next_deadline drops it
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[FakeClock]:
-        """Check the block runs on an :class:`AutojumpEventLoop` (the clock needs no driver).
-
-        Kept from the former ``AutojumpClock`` API: ``async with clock.running():`` now only
-        fails fast, with an explanation, where autojump cannot work.
-        """
-        if not isinstance(asyncio.get_running_loop(), AutojumpEventLoop):
-            raise RuntimeError(  # noqa: TRY004 - a wrong environment, not a wrong argument
-                "FakeClock needs an AutojumpEventLoop to jump when every task waits; "
-                "see controller.testing for how to run on one"
-            )
-        yield self
 
     # ------------------------------------------------------------------ used by the event loop
 
@@ -177,9 +160,6 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 def _set_if_pending(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-AutojumpClock = FakeClock
 
 
 class _AutojumpSelector(selectors.BaseSelector):

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from controller.model.desired import parse_app
+from controller.model.actual import LiveMachine
+from controller.model.desired import DesiredApp, parse_app
 from controller.planning.plan import plan
 from tests.core.planning_support import FakeFly
 
@@ -20,7 +21,7 @@ TARGET_SECONDS = 0.5
 IMAGE = "registry.fly.io/app:v1"
 
 
-def _fleet() -> list[tuple[object, list[object]]]:
+def _fleet() -> list[tuple[DesiredApp, list[LiveMachine]]]:
     fly = FakeFly()
     cases = []
     for i in range(100):
@@ -50,7 +51,7 @@ def test_plan_ten_thousand_converged_machines() -> None:
     best = float("inf")
     for _ in range(3):
         start = time.process_time()
-        results = [plan(app, live) for app, live in cases]  # type: ignore[arg-type]
+        results = [plan(app, live) for app, live in cases]
         best = min(best, time.process_time() - start)
     assert sum(len(r.actions) for r in results) == 10_000
     assert not any(r.has_changes for r in results)

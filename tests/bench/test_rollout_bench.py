@@ -16,7 +16,7 @@ Three numbers for the same rollout (every machine changes image) on the emulator
 Sizes: 100 machines (one app) and 1,000 (ten apps of 100), each with 0 % and 20 % conflicts
 (an external writer bumps the machine's version between our read and our write).
 
-**Time.**  The emulator and the controller share one :class:`~controller.testing.AutojumpClock`:
+**Time.**  The emulator and the controller share one :class:`~controller.testing.FakeClock`:
 virtual time that jumps ahead whenever every task waits.  Fly's own timings apply unchanged
 (stop 1 s, boot 2 s, smoke 10 s, 100 ms per request, 1 action/s per machine, whole-second
 ``/wait`` timeouts), the numbers are reproducible to the millisecond, and a 13,000-second
@@ -52,7 +52,7 @@ from controller.execution.reconciler import reconcile_app
 from controller.flyapi import MachinesClient, RateLimits
 from controller.model.desired import DesiredApp, parse_app
 from controller.planning.plan import plan, with_launch
-from controller.testing import AutojumpClock, AutojumpEventLoop
+from controller.testing import FakeClock, new_event_loop
 
 pytestmark = pytest.mark.bench
 
@@ -62,8 +62,8 @@ STOP, BOOT, SMOKE = 1.0, 2.0, 10.0
 LATENCY = 0.1
 TOKEN = "bench-token"
 SETTINGS = ExecutorSettings()  # the defaults: max_in_flight 512
-#: Virtual time needs the loop that sees when every task waits (controller.testing).
-AUTOJUMP = {"loop_factory": AutojumpEventLoop}
+#: anyio.run outside pytest-asyncio: run on the loop on which the FakeClock jumps when all wait.
+AUTOJUMP = {"loop_factory": new_event_loop}
 
 
 def desired_app(index: int, tag: str) -> DesiredApp:
@@ -82,7 +82,7 @@ def desired_app(index: int, tag: str) -> DesiredApp:
     )
 
 
-def seeded_emulator(apps: int, clock: AutojumpClock) -> Any:
+def seeded_emulator(apps: int, clock: FakeClock) -> Any:
     """The emulator with every app converged on image v1 (seeded directly: not timed)."""
     behaviour = Behaviour(
         stop_seconds=STOP,
@@ -141,7 +141,7 @@ class Run:
     not_ok: Counter[str]
 
 
-def client_for(app: Any, clock: AutojumpClock, http: httpx.AsyncClient) -> MachinesClient:
+def client_for(app: Any, clock: FakeClock, http: httpx.AsyncClient) -> MachinesClient:
     return MachinesClient(
         http, token=SecretStr(TOKEN), clock=clock, rng=random.Random(3), limits=RateLimits()
     )
@@ -149,12 +149,12 @@ def client_for(app: Any, clock: AutojumpClock, http: httpx.AsyncClient) -> Machi
 
 async def ours(apps: int, share: float) -> Run:
     """Roll every app from v1 to v2 with the executor."""
-    clock = AutojumpClock()
+    clock = FakeClock()
     app = seeded_emulator(apps, clock)
     add_conflicts(app.state.emulator, apps, share)
     results: dict[int, Any] = {}
     http = httpx.AsyncClient(transport=EmulatorTransport(app), base_url="http://127.0.0.1:4280")
-    async with http, clock.running():
+    async with http:
         client = client_for(app, clock, http)
         executor = Executor(client, clock=clock, rng=random.Random(5), settings=SETTINGS)
         real, began = time.perf_counter(), clock.monotonic()
@@ -172,12 +172,12 @@ async def ours(apps: int, share: float) -> Run:
 
 async def script(apps: int, share: float, sample: int | None = None) -> Run:
     """The sequential script: one machine at a time (the first ``sample`` of each app)."""
-    clock = AutojumpClock()
+    clock = FakeClock()
     app = seeded_emulator(apps, clock)
     state = app.state.emulator
     add_conflicts(state, apps, share)
     http = httpx.AsyncClient(transport=EmulatorTransport(app), base_url="http://127.0.0.1:4280")
-    async with http, clock.running():
+    async with http:
         client = client_for(app, clock, http)
         real, began = time.perf_counter(), clock.monotonic()
         for index in range(apps):

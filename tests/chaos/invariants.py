@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from tests.chaos.harness import OURS, SECRET, TOKEN, release_failed
+from tests.chaos.harness import OURS, SECRET, release_failed
+from tests.e2e.conftest import TOKEN
 
 _MACHINE = re.compile(r"^/v1/apps/[^/]+/machines/(?P<id>[^/]+)(?P<rest>/[^/]+)?$")
 #: Machine sub-resources whose POST/DELETE/PATCH changes the machine (the lease has its own rule).

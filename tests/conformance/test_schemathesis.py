@@ -134,13 +134,13 @@ def reseed() -> None:
     )
 
 
-@SCHEMA.parametrize()
+@SCHEMA.parametrize()  # type: ignore[untyped-decorator]  # schemathesis returns a bare Callable
 def test_emulator_conforms_to_the_spec(case: Any) -> None:
     reseed()
     case.call_and_validate(headers=AUTH)
 
 
-@DEEP_SCHEMA.parametrize()
+@DEEP_SCHEMA.parametrize()  # type: ignore[untyped-decorator]  # schemathesis returns a bare Callable
 def test_machine_configs_conform_to_the_spec(case: Any) -> None:
     reseed()
     case.call_and_validate(headers=AUTH)

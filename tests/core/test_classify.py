@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -23,6 +23,11 @@ from controller.core.retry import (
 )
 
 NOW = datetime(2026, 5, 14, 10, 41, 0, tzinfo=UTC).timestamp()
+
+
+def _approx(seconds: float) -> float:
+    """``pytest.approx`` in a float field, so a decision compares equal up to rounding."""
+    return cast(float, pytest.approx(seconds))
 
 
 def make(cls: type[e.FlyAPIError], status: int | None = None, **kwargs: Any) -> e.FlyAPIError:
@@ -62,7 +67,7 @@ def test_lease_held_requeues_until_expiry_capped(expires_in: float, expected: fl
     """A held lease requeues until its expiry, at least 1 s and at most 60 s."""
     expires = datetime.fromtimestamp(NOW + expires_in, tz=UTC)
     exc = e.LeaseHeld(holder="x", expires_at=expires, method="POST", path="/p", status=409)
-    assert classify(exc, now=NOW) == Requeue(after=pytest.approx(expected), reason="lease_held")
+    assert classify(exc, now=NOW) == Requeue(after=_approx(expected), reason="lease_held")
 
 
 def test_lease_held_without_expiry_uses_default() -> None:
@@ -78,8 +83,8 @@ def test_lease_held_without_expiry_uses_default() -> None:
 def test_version_conflict_replans_with_backoff_then_requeues() -> None:
     """409 version: re-plan after 100 ms doubling, then requeue after max_conflict_retries."""
     exc = make(e.VersionConflict, 409)
-    assert classify(exc, attempt=1) == Replan(after=pytest.approx(0.1))
-    assert classify(exc, attempt=3) == Replan(after=pytest.approx(0.4))
+    assert classify(exc, attempt=1) == Replan(after=_approx(0.1))
+    assert classify(exc, attempt=3) == Replan(after=_approx(0.4))
     assert classify(exc, attempt=6) == Requeue(after=5.0, reason="version_conflict")
 
 

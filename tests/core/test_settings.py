@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -139,8 +140,9 @@ def test_token_file_contents_never_appear_in_errors(tmp_path: Path) -> None:
 )
 def test_rates_and_timeouts_must_be_positive(field: str) -> None:
     """Zero rates or timeouts are refused."""
+    overrides: dict[str, Any] = {field: 0}
     with pytest.raises(ValidationError):
-        Settings(_env_file=None, **{field: 0})
+        Settings(_env_file=None, **overrides)
 
 
 # ------------------------------------------------------------------ token whitespace (issue 14)

@@ -2,7 +2,7 @@
 
 :func:`daemon_world` builds the emulator (in-process transport) and the daemon's real parts
 (client with the telemetry hook, executor, alerts with a recording sink, metrics, work queue,
-watcher) on one :class:`~tests.executor.support.AutojumpClock`, runs the daemon in a task group
+watcher) on one :class:`~controller.testing.FakeClock`, runs the daemon in a task group
 inside the test body, and stops it (gracefully) when the block ends.  Nothing sleeps in wall
 time: the clock jumps whenever every task is blocked.
 """
@@ -35,7 +35,7 @@ from controller.observability.health import build_health_app
 from controller.observability.logging import Redactor
 from controller.observability.metrics import Metrics
 from controller.settings import DaemonSettings
-from controller.testing import AutojumpClock
+from controller.testing import FakeClock
 from tests.executor.support import TOKEN, launch_id_factory
 
 IMAGE_V1 = "registry.fly.io/web:v1"
@@ -100,7 +100,7 @@ class RecordingSink:
 class DaemonWorld:
     """A running daemon and everything around it."""
 
-    clock: AutojumpClock
+    clock: FakeClock
     directory: Path
     emulator: EmulatorState
     daemon: Daemon
@@ -176,7 +176,7 @@ async def daemon_world(
     **settings: Any,
 ) -> AsyncIterator[DaemonWorld]:
     """Run a daemon over ``directory`` against an in-process emulator (see the module doc)."""
-    clock = AutojumpClock()
+    clock = FakeClock()
     emulator_app = build_app(clock=clock, seed=3, behaviour=behaviour, token=emulator_token)
     emulator: EmulatorState = emulator_app.state.emulator
     emulator.seed_fixtures({"apps": [{"name": a, "org_slug": "personal"} for a in apps]})
@@ -229,7 +229,6 @@ async def daemon_world(
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=health_app), base_url="http://health"
             ) as health,
-            clock.running(),
             anyio.create_task_group() as tg,
         ):
             ticker = ClockTicker(clock, interval)

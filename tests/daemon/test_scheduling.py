@@ -12,7 +12,7 @@ import pytest
 
 from controller.daemon.scheduling import ApschedulerTicker, ClockTicker, in_shard, shard_of
 from controller.settings import DaemonSettings
-from controller.testing import AutojumpClock, FakeClock
+from controller.testing import FakeClock
 
 
 def test_shards_are_stable_known_values() -> None:
@@ -66,20 +66,19 @@ def test_shard_settings_are_validated() -> None:
 
 async def test_clock_ticker_runs_every_interval_on_virtual_time() -> None:
     """ClockTicker calls the job every interval (+ jitter from the injected rng)."""
-    clock = AutojumpClock()
+    clock = FakeClock()
     runs: list[float] = []
 
     async def job() -> None:
         runs.append(clock.monotonic())
 
     start = clock.monotonic()
-    async with clock.running():
-        with anyio.move_on_after(5):  # wall-time guard only; virtual time jumps
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(ClockTicker(clock, 60.0, jitter=6.0, rng=random.Random(4)).run, job)
-                while len(runs) < 5:
-                    await clock.sleep(1)
-                tg.cancel_scope.cancel()
+    with anyio.move_on_after(5):  # wall-time guard only; virtual time jumps
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ClockTicker(clock, 60.0, jitter=6.0, rng=random.Random(4)).run, job)
+            while len(runs) < 5:
+                await clock.sleep(1)
+            tg.cancel_scope.cancel()
     gaps = [b - a for a, b in zip([start, *runs], runs, strict=False)]
     jitter = random.Random(4)
     assert gaps == pytest.approx([60.0 + jitter.uniform(0, 6.0) for _ in gaps])

@@ -69,7 +69,8 @@ def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """The controller's container."""
-    (main,) = workload(docs)["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = workload(docs)["spec"]["template"]["spec"]["containers"]
+    (main,) = containers
     return main
 
 

@@ -111,7 +111,7 @@ def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return spec
 
 
-def annotations(docs: list[dict[str, Any]]) -> dict[str, str]:
+def pod_annotations(docs: list[dict[str, Any]]) -> dict[str, str]:
     """The pod template's annotations."""
     metadata = workload(docs)["spec"]["template"]["metadata"]
     return dict(metadata.get("annotations") or {})
@@ -333,7 +333,7 @@ def test_default_deployment(rendered: dict[str, dict[str, Any]]) -> None:
     }
     assert env["MACHINE_RECONCILER_API_URL"]["value"] == "https://api.machines.dev"
     assert "MACHINE_RECONCILER_WATCH" not in env
-    assert "checksum/desired-state" not in annotations(docs)
+    assert "checksum/desired-state" not in pod_annotations(docs)
     mounts = {m["name"]: m for m in main["volumeMounts"]}
     assert mounts["desired-state"]["mountPath"] == main["args"][1]
     assert mounts["desired-state"]["readOnly"] is True
@@ -381,7 +381,7 @@ def test_existing_secret(rendered: dict[str, dict[str, Any]]) -> None:
         "name": "fly-credentials",
         "key": "slack",
     }
-    assert "checksum/secret" not in annotations(docs)
+    assert "checksum/secret" not in pod_annotations(docs)
     assert "create secret" not in rendered["existing-secret"]["notes"]
 
 
@@ -403,7 +403,7 @@ def test_chart_secret_mounted_as_file(rendered: dict[str, dict[str, Any]]) -> No
     assert volume["secretName"] == secret["metadata"]["name"]
     assert volume["items"] == [{"key": "fly-api-token", "path": token_file.name}]
     assert webhook not in yaml.safe_dump(workload(docs))
-    assert "checksum/secret" in annotations(docs)
+    assert "checksum/secret" in pod_annotations(docs)
 
 
 def test_existing_configmap(rendered: dict[str, dict[str, Any]]) -> None:
@@ -421,7 +421,7 @@ def test_checksum_only_when_watching_is_off(
     # Watching off: a change rolls the pod and the daemon is told not to watch.  Watching on
     # (default) or an external ConfigMap: no checksum.
     docs = rendered["watch-off"]["docs"]
-    checksum = annotations(docs)["checksum/desired-state"]
+    checksum = pod_annotations(docs)["checksum/desired-state"]
     template = chart.render(VALUE_SETS["watch-off"], name=RELEASE, namespace=NAMESPACE)
     configmap_text = template["machine-reconciler/templates/configmap.yaml"]
     assert checksum == hashlib.sha256(configmap_text.encode()).hexdigest()
@@ -429,13 +429,13 @@ def test_checksum_only_when_watching_is_off(
 
     changed = copy.deepcopy(VALUE_SETS["watch-off"])
     changed["desiredState"]["tiny.yaml"] = SMALL_APP
-    other = annotations(render_chart(chart, changed)["docs"])["checksum/desired-state"]
+    other = pod_annotations(render_chart(chart, changed)["docs"])["checksum/desired-state"]
     assert other != checksum
 
     for name in ("defaults", "monitoring"):
-        assert "checksum/desired-state" not in annotations(rendered[name]["docs"])
+        assert "checksum/desired-state" not in pod_annotations(rendered[name]["docs"])
     external = render_chart(chart, {"watch": {"enabled": False}, "existingConfigMap": "x"})
-    assert "checksum/desired-state" not in annotations(external["docs"])
+    assert "checksum/desired-state" not in pod_annotations(external["docs"])
     assert "rollout restart deployment/" in external["notes"]
 
 
@@ -461,8 +461,8 @@ def test_settings_and_extras(rendered: dict[str, dict[str, Any]]) -> None:
     assert env["ACME_QUEUE_URL"]["value"] == "redis://queue:6379/0"
     assert main["args"][-2:] == ["--lease-wait", "90"]
     assert main["image"] == "ghcr.io/acme/machine-reconciler@sha256:" + "a" * 64
-    assert annotations(docs)["example.com/owner"] == "platform"
-    assert {"checksum/desired-state", "checksum/secret"} <= set(annotations(docs))
+    assert pod_annotations(docs)["example.com/owner"] == "platform"
+    assert {"checksum/desired-state", "checksum/secret"} <= set(pod_annotations(docs))
 
 
 def test_service_monitor_and_rules(rendered: dict[str, dict[str, Any]]) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -317,7 +318,7 @@ groups:
 
 def _kernel_has_mdwe() -> bool:
     match = re.match(r"(\d+)\.(\d+)", platform.release())
-    return bool(match) and (int(match.group(1)), int(match.group(2))) >= (6, 3)
+    return match is not None and (int(match.group(1)), int(match.group(2))) >= (6, 3)
 
 
 def _free_port() -> int:
@@ -480,7 +481,7 @@ def test_execstart_runs_against_emulator(
         assert "mdwe=1" in log.read_text(), "MemoryDenyWriteExecute was not emulated"
 
 
-def _machines(url: str, app: str) -> list[dict[str, object]]:
+def _machines(url: str, app: str) -> list[dict[str, Any]]:
     state = control(url, "GET", "/state")
     return [m for m in state["machines"] if m["app"] == app and m["state"] != "destroyed"]
 

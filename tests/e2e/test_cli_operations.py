@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -153,12 +153,18 @@ def test_a_paused_app_is_shown_and_skipped_by_plan_and_apply(desired: Path, url:
 QUEUE = "redis://:s3cr3t-queue-pass@queue.internal:6379/0"
 
 
+class QueueEnv(TypedDict):
+    """The extra environment of a CLI run (its keys cannot clash with ``run_cli``'s own)."""
+
+    ACME_QUEUE_URL: str
+
+
 def test_saved_plan_refuses_a_moved_machine_then_applies_a_fresh_one(
     desired: Path, url: str, tmp_path: Path
 ) -> None:
     """plan --out; someone bumps one machine; apply --plan refuses (exit 4) naming it and writes
     nothing; plan --out again; apply --plan converges.  The secret never reaches the file."""
-    env = {"ACME_QUEUE_URL": QUEUE}
+    env: QueueEnv = {"ACME_QUEUE_URL": QUEUE}
     first = run_cli("apply", str(desired), "--yes", "--app", "acme-jobs", url=url, **env)
     assert first.returncode == 0, first.stdout + first.stderr
     jobs = desired / "acme-jobs.yaml"
@@ -205,7 +211,7 @@ def test_saved_plan_refuses_a_changed_secret_or_file_naming_the_app(
     desired: Path, url: str, tmp_path: Path
 ) -> None:
     saved = tmp_path / "plan.json"
-    env = {"ACME_QUEUE_URL": QUEUE}
+    env: QueueEnv = {"ACME_QUEUE_URL": QUEUE}
     made = run_cli("plan", str(desired), "--app", "acme-jobs", "--out", str(saved), url=url, **env)
     assert made.returncode == 0, made.stderr
     rotated = run_cli(

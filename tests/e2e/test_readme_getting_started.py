@@ -3,6 +3,7 @@ command line in it parses, and every flag it uses is in that command's ``--help`
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_every_command_line_parses_and_its_flags_are_in_help(words: list[str]) -
     parser = build_parser()
     args = parser.parse_args(words)
     assert args.command == words[0]
-    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    help_text = subparsers.choices[words[0]].format_help()  # type: ignore[attr-defined]
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    help_text = subparsers.choices[words[0]].format_help()
     for flag in (w for w in words if w.startswith("--")):
         assert flag in help_text, f"{flag} missing from `{words[0]} --help`"

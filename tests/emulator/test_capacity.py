@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from controller.emulator import EmulatorState
@@ -9,7 +11,7 @@ from controller.emulator import EmulatorState
 IMAGE = "registry.fly.io/web:deployment-01"
 
 
-def config(memory_mb: int = 256, **extra) -> dict:
+def config(memory_mb: int = 256, **extra: Any) -> dict[str, Any]:
     return {"image": IMAGE, "guest": {"memory_mb": memory_mb}, **extra}
 
 

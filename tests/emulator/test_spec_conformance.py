@@ -24,7 +24,7 @@ IMAGE = "registry.fly.io/web:deployment-01"
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     resource = Resource.from_contents(load_spec(), default_specification=DRAFT4)
-    return Registry().with_resource(uri="urn:fly-spec", resource=resource)
+    return Registry().with_resources([("urn:fly-spec", resource)])  # typed; with_resource is not
 
 
 def check(registry: Registry, schema: str, instance: Any) -> None:

@@ -1,11 +1,11 @@
 """Test support for the executor: an emulated world on a virtual clock.
 
-The clock is :class:`controller.testing.AutojumpClock`: concurrent rollouts keep exact virtual
+The clock is :class:`controller.testing.FakeClock`: concurrent rollouts keep exact virtual
 timings (assertable from the emulator's request log) and still take no wall time.
 
 :func:`world` builds an emulator on that clock, a :class:`MachinesClient` over the in-process
-:class:`EmulatorTransport`, and an :class:`Executor`, and runs the clock's driver for the
-duration of an ``async with`` in the test body.
+:class:`EmulatorTransport`, and an :class:`Executor`, for the duration of an ``async with`` in
+the test body (the clock needs no driver: it jumps whenever every task waits).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from controller.execution.outcomes import AppResult, Event, MachineResult, Progr
 from controller.execution.reconciler import reconcile_app
 from controller.flyapi import MachinesClient, RateLimits
 from controller.model.desired import DesiredApp, parse_app
-from controller.testing import AutojumpClock
+from controller.testing import FakeClock
 
 TOKEN = "executor-test-token-0123456789"
 IMAGE_V1 = "registry.fly.io/web:v1"
@@ -60,9 +60,9 @@ def launch_id_factory(seed: int = 0) -> Callable[[], str]:
 
 @dataclass
 class World:
-    """An emulator, a client and an executor on one :class:`AutojumpClock`."""
+    """An emulator, a client and an executor on one :class:`FakeClock`."""
 
-    clock: AutojumpClock
+    clock: FakeClock
     app: Starlette
     emulator: EmulatorState
     client: MachinesClient
@@ -139,7 +139,7 @@ async def world(
 
     ``emulator_token`` makes the emulator accept only that token (the client sends TOKEN).
     """
-    clock = AutojumpClock()
+    clock = FakeClock()
     app = build_app(
         clock=clock, seed=seed, behaviour=behaviour or fast_behaviour(), token=emulator_token
     )
@@ -170,8 +170,7 @@ async def world(
             launch_ids=launch_id_factory(seed),
             on_event=record,
         )
-        async with clock.running():
-            yield World(clock, app, emulator, client, executor, events)
+        yield World(clock, app, emulator, client, executor, events)
 
 
 # ------------------------------------------------------------------------------ desired state

@@ -7,7 +7,7 @@ import pytest
 
 from controller.execution.executor import ExecutorSettings
 from controller.execution.outcomes import Event, Outcome, Progress
-from tests.executor.support import IMAGE_V2, OTHER_OWNER, desired, world
+from tests.executor.support import IMAGE_V2, OTHER_OWNER, World, desired, world
 
 NONCE = "fly-machine-lease-nonce"
 
@@ -101,7 +101,7 @@ async def test_cancelled_pass_releases_every_lease(phase: str) -> None:
 async def test_lease_lost_while_working_aborts_that_machine_and_releases() -> None:
     """Our lease lapsed mid-work: the refresh gets a new nonce, the machine is requeued."""
     armed = False
-    w_ref: list = []
+    w_ref: list[World] = []
 
     def lapse(event: Event) -> None:
         if armed and isinstance(event, Progress) and event.phase == "waiting":

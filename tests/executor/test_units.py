@@ -242,7 +242,7 @@ def test_every_default_lives_once_in_core_defaults() -> None:
     from controller.flyapi import RateLimits
     from controller.settings import DaemonSettings
 
-    daemon = DaemonSettings(_env_file=None)  # type: ignore[call-arg]
+    daemon = DaemonSettings(_env_file=None)
     ex = ExecutorSettings()
     lease = ex.lease_policy()
     assert daemon.lease_wait == ex.lease_wait == lease.wait == d.LEASE_WAIT

@@ -231,12 +231,13 @@ async def test_token_and_env_values_never_leak(
     token_only = {"error": f"bad token {TOKEN}"}
     script = Script((500, echo), (500, echo), (400, echo), (500, echo), default=(500, token_only))
     client = make_client(script)
-    raised: list[BaseException] = []
-    for call in (
+    raised: list[e.FlyAPIError] = []
+    calls: tuple[Callable[[], Awaitable[object]], ...] = (
         lambda: client.update_machine(APP, MID, config=CONFIG, current_version="v1"),
         lambda: client.create_machine(APP, config=CONFIG),
         lambda: client.get_machine(APP, MID),
-    ):
+    )
+    for call in calls:
         with pytest.raises(e.FlyAPIError) as info:
             await call()
         raised.append(info.value)

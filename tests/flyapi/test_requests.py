@@ -290,6 +290,6 @@ async def test_get_and_release_lease(make_client: MakeClient) -> None:
     lease = await client.get_lease(APP, MID)
     assert (script.last.method, script.last.url.path) == ("GET", MPATH + "/lease")
     assert lease.owner == "hello@fly.io"
-    assert await client.release_lease(APP, MID, nonce="abc") is None
+    await client.release_lease(APP, MID, nonce="abc")  # typed to return None
     assert (script.last.method, script.last.url.path) == ("DELETE", MPATH + "/lease")
     assert script.last.headers["fly-machine-lease-nonce"] == "abc"

@@ -13,13 +13,13 @@ from pydantic import SecretStr
 
 from controller.core.errors import ShuttingDown
 from controller.flyapi import MachinesClient, RateLimits
-from controller.testing import AutojumpClock
+from controller.testing import FakeClock
 from tests.flyapi.fakes import BASE, TOKEN, Script, lease_json, machine_json
 
 ONE_PER_SECOND = RateLimits(action_rate=1.0, action_burst=1)
 
 
-def _client(script: Script, clock: AutojumpClock) -> tuple[MachinesClient, httpx.AsyncClient]:
+def _client(script: Script, clock: FakeClock) -> tuple[MachinesClient, httpx.AsyncClient]:
     http = httpx.AsyncClient(transport=httpx.MockTransport(script), base_url=BASE)
     client = MachinesClient(
         http, token=SecretStr(TOKEN), clock=clock, rng=random.Random(0), limits=ONE_PER_SECOND
@@ -29,7 +29,7 @@ def _client(script: Script, clock: AutojumpClock) -> tuple[MachinesClient, httpx
 
 async def test_a_create_waiting_in_the_rate_limiter_is_not_sent_after_stop() -> None:
     """The second create waits a second for its token; shutdown begins meanwhile: not sent."""
-    clock = AutojumpClock()
+    clock = FakeClock()
     script = Script(default=(200, machine_json()))
     client, http = _client(script, clock)
     outcome: list[BaseException] = []
@@ -40,7 +40,7 @@ async def test_a_create_waiting_in_the_rate_limiter_is_not_sent_after_stop() -> 
         except ShuttingDown as exc:
             outcome.append(exc)
 
-    async with http, clock.running():
+    async with http:
         await client.create_machine("acme", config={"image": "nginx"}, region="ams")
         async with anyio.create_task_group() as tg:
             tg.start_soon(second_create)
@@ -56,10 +56,10 @@ async def test_a_create_waiting_in_the_rate_limiter_is_not_sent_after_stop() -> 
 
 async def test_reads_and_lease_refresh_and_release_still_go_out_after_stop() -> None:
     """Operations in flight can finish and give their leases back; new writes are refused."""
-    clock = AutojumpClock()
+    clock = FakeClock()
     script = Script(default=(200, lease_json()))
     client, http = _client(script, clock)
-    async with http, clock.running():
+    async with http:
         client.stop_writes()
         await client.refresh_lease("acme", "3d8d413b29d089", nonce="5c35f65c9f95", ttl=15)
         await client.release_lease("acme", "3d8d413b29d089", nonce="5c35f65c9f95")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import httpx
+from spec_check import SpecChecker
 
 from tests.flyapi.conftest import MakeClient
 from tests.flyapi.fakes import lease_json, machine_json
-from tests.support.spec_check import SpecChecker
 
 APP = "acme-web"
 MID = "3d8d413b29d089"

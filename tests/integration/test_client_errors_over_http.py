@@ -186,6 +186,7 @@ async def test_not_found_and_lease_not_found(
     with pytest.raises(LeaseNotFound):
         await api.get_lease(app_name, machine.id)
     lease = await api.acquire_lease(app_name, machine.id, ttl=15)
+    assert lease.nonce is not None
     await api.release_lease(app_name, machine.id, nonce=lease.nonce)
     with pytest.raises(LeaseNotFound):
         await api.release_lease(app_name, machine.id, nonce=lease.nonce)

@@ -67,6 +67,8 @@ async def test_lease_acquire_refresh_release_round_trip(
     assert seen.nonce == lease.nonce
     refreshed = await api.refresh_lease(app_name, machine.id, nonce=lease.nonce, ttl=30)
     assert refreshed.nonce == lease.nonce
+    assert refreshed.expires_at is not None
+    assert lease.expires_at is not None
     assert refreshed.expires_at >= lease.expires_at
     await api.release_lease(app_name, machine.id, nonce=lease.nonce)
     assert served.state.dump()["apps"]  # still there

@@ -919,9 +919,9 @@ def load_fuzz_spec(seeded: Seeded) -> dict[str, Any]:
             for param in op.get("parameters", []):
                 if param["in"] == "path" and param["name"] in pinned:
                     param["schema"] = {"type": "string", "enum": pinned[param["name"]]}
-                rule_schema = query_rules.get((method, template, param["name"]))
-                if rule_schema is not None and param["in"] == "query":
-                    param["schema"] = dict(rule_schema)
+                query_schema = query_rules.get((method, template, param["name"]))
+                if query_schema is not None and param["in"] == "query":
+                    param["schema"] = dict(query_schema)
             op["parameters"] = [
                 p for p in op.get("parameters", []) if p.get("schema") != {"not": {}}
             ]
