@@ -26,7 +26,7 @@ from controller.cli.run import add_run_parser, cmd_run
 from controller.cli.targeting import add_targeting_arguments, targeted
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
-from controller.execution.reconciler import list_live
+from controller.execution.reconciler import list_desired
 from controller.flyapi import MachinesClient
 from controller.loading.loader import LoadResult, load_dir
 from controller.model.actual import LiveMachine
@@ -322,7 +322,7 @@ async def _plan_apps(
     async with _client(apps, embedded=embedded) as client:
         for desired in apps:
             try:
-                live = await list_live(client, desired.app)
+                live, missing = await list_desired(client, desired)
             except FlyAPIError as exc:
                 failures.append(
                     PlanError(
@@ -333,7 +333,7 @@ async def _plan_apps(
                     )
                 )
                 continue
-            plans.append(plan(desired, live, prune=prune))
+            plans.append(plan(desired, live, prune=prune, app_missing=missing))
             if lives is not None:
                 lives[desired.app] = live
     return plans, failures

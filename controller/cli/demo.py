@@ -79,7 +79,7 @@ async def seed_embedded(client: MachinesClient, desired: DesiredApp) -> None:
     """
     if desired.app in DEMO_APPS:
         await seed_drifted(client, desired)
-    else:
+    elif desired.org is None:  # with org: the app stays missing, and the plan creates it
         await client.create_app(desired.app, DEMO_ORG)
 
 

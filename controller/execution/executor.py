@@ -38,6 +38,8 @@ from collections.abc import Callable
 import anyio
 
 from controller.clock import Clock
+from controller.core.errors import FlyAPIError
+from controller.core.retry import is_fatal
 from controller.execution.creating import CreateOps
 from controller.execution.destroying import DestroyOps
 from controller.execution.leasing import Leaser
@@ -53,6 +55,7 @@ from controller.execution.outcomes import (
     Event,
     MachineResult,
     Outcome,
+    one_line,
 )
 from controller.execution.rollout import (
     ExecutorSettings,
@@ -121,6 +124,18 @@ class Executor:
             raise ValueError(f"plan for {app_plan.app!r} but desired state for {desired.app!r}")
         if app_plan.needs_relist:
             raise ValueError("this plan needs a re-list before it may create machines")
+        if app_plan.create_app is not None and app_plan.refused is None:
+            failed = await self._create_app(app_plan.app, app_plan.create_app)
+            if failed is not None:
+                return AppResult(
+                    app=app_plan.app,
+                    plan=app_plan,
+                    error_class=failed.error_class,
+                    message=one_line(f"creating app failed: {failed.message or failed}"),
+                    request_id=failed.request_id,
+                    relisted=relisted,
+                    error_fatal=is_fatal(failed),
+                )
         ctx = ExecutionContext(
             client=self.client,
             clock=self.clock,
@@ -136,6 +151,21 @@ class Executor:
         )
         results = await _AppRun(ctx, app_plan).run()
         return AppResult(app=app_plan.app, results=results, plan=app_plan, relisted=relisted)
+
+    async def _create_app(self, app: str, org: str) -> FlyAPIError | None:
+        """``POST /v1/apps`` (the plan's ``+ create app``); None once the app exists.
+
+        Creating is not retried by the client (not idempotent): when it fails, the app may
+        still exist (someone else made it, or an answer was lost), so one read decides.
+        """
+        try:
+            await self.client.create_app(app, org)
+        except FlyAPIError as exc:
+            try:
+                await self.client.get_app(app)
+            except FlyAPIError:
+                return exc
+        return None
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to ``on_event``.

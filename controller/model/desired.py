@@ -142,6 +142,14 @@ def _app_name(value: str) -> str:
     return value
 
 
+def _org_slug(value: str | None) -> str | None:
+    if value is not None and not _APP_NAME.match(value):
+        raise ValueError(
+            f"invalid org slug {value!r}: lowercase letters, digits and '-' (see `fly orgs list`)"
+        )
+    return value
+
+
 def _group_name(value: str) -> str:
     if not _GROUP_NAME.match(value):
         raise ValueError(
@@ -215,6 +223,8 @@ class DesiredFile(StrictModel):
     """One desired-state file, as written."""
 
     app: Annotated[str, AfterValidator(_app_name)]
+    org: Annotated[str | None, AfterValidator(_org_slug)] = None
+    """The Fly organization slug: when set, ``apply`` creates the app if it does not exist."""
     defaults: Defaults = Field(default_factory=Defaults)
     groups: dict[GroupName, GroupSpec] = Field(default_factory=dict)
     prune: bool = False
@@ -262,6 +272,8 @@ class DesiredApp(StrictModel):
     app: str
     groups: tuple[DesiredGroup, ...]
     """In file order (the order the executor rolls them)."""
+    org: str | None = None
+    """The org slug to create the app in when it is missing (``org:``), or None."""
     prune: bool = False
     detect_only: bool = False
     max_destroy: float = DEFAULT_MAX_DESTROY
@@ -474,6 +486,7 @@ def build_app(
     return DesiredApp(
         app=file.app,
         groups=tuple(groups),
+        org=file.org,
         prune=file.prune,
         detect_only=file.detect_only,
         max_destroy=file.max_destroy,

@@ -240,6 +240,8 @@ class AppPlan:
     source: str | None = None
     paused: str | None = None
     """Why nothing was planned (the app is paused), or None."""
+    create_app: str | None = None
+    """The org slug the missing app is created in before anything else (``+ create app``)."""
 
     @property
     def creates(self) -> tuple[Create, ...]:
@@ -264,7 +266,7 @@ class AppPlan:
     @property
     def has_changes(self) -> bool:
         """Anything to create, update or destroy (refused or not)."""
-        return any(not isinstance(a, NoOp) for a in self.actions)
+        return self.create_app is not None or any(not isinstance(a, NoOp) for a in self.actions)
 
 
 def with_launch(config: Mapping[str, Any], launch_id: str) -> dict[str, Any]:
@@ -512,11 +514,14 @@ def plan(
     prune: bool | None = None,
     previous_managed_count: int | None = None,
     relist_threshold: int = RELIST_THRESHOLD,
+    app_missing: bool = False,
 ) -> AppPlan:
     """Plan one app: what to create, update, destroy or leave alone.
 
     ``prune`` overrides the file's ``prune`` when not None.  ``previous_managed_count`` is the
     number of managed machines seen on the previous pass (None: unknown, no relist guard).
+    ``app_missing``: Fly does not know the app (``live`` is then empty); with ``org:`` in the
+    file the plan creates it first (``create_app``), a detect_only or paused app excepted.
     """
     prune_on = desired.prune if prune is None else prune
     targets = {g.name: _Target.of(g) for g in desired.groups}
@@ -592,4 +597,9 @@ def plan(
         spec_hashes=tuple((name, t.hash) for name, t in targets.items()),
         source=desired.source,
         paused=desired.paused,
+        create_app=(
+            desired.org
+            if app_missing and not desired.detect_only and desired.paused is None
+            else None
+        ),
     )

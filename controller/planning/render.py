@@ -133,6 +133,8 @@ def _where(slot: str | None, group: str | None, region: str) -> str:
 def _render_app(plan: AppPlan) -> list[str]:
     head = f"{plan.app} ({plan.source})" if plan.source else plan.app
     lines = [head]
+    if plan.create_app is not None:
+        lines.append(f"{_INDENT}+ create app {plan.app} (org {plan.create_app}): app not found")
     noops = 0
     # Groups are uniform: a diff already printed for the group is referenced, not repeated.
     shown: dict[tuple[str, str, str], str] = {}
@@ -217,10 +219,13 @@ def _counts_line(items: Sequence[AppPlan]) -> str:
     updates = sum(len(p.updates) for p in items)
     destroys = sum(len(p.destroys) for p in items)
     drift = sum(len(p.drift) for p in items)
-    if creates or updates or destroys:
+    new_apps = sum(p.create_app is not None for p in items)
+    if creates or updates or destroys or new_apps:
         line = f"Plan: {creates} to create, {updates} to update, {destroys} to destroy."
     else:
         line = "No changes."
+    if new_apps:
+        line += f" Apps to create: {new_apps}."
     if drift:
         line += f" Drift: {drift} (detect_only, not corrected)."
     refused = [p.app for p in items if p.refused]
@@ -372,6 +377,7 @@ def to_document(
                 "managed_count": p.managed_count,
                 "spec_hashes": dict(p.spec_hashes),
                 "paused": p.paused,
+                "create_app": p.create_app,
             }
             for p in items
         ]

@@ -71,3 +71,44 @@ def test_plan_embedded_on_a_new_file_plans_creates_only(tmp_path: Path) -> None:
     assert not [r for r in document.get("unmanaged", []) if r.get("app") == "fresh-app"]
     demo = {r["action"] for r in document["machines"] if r["app"] == "acme-web"}
     assert "update" in demo, "the demo's own app still shows its seeded drift"
+
+
+# ------------------------------------------------------------------------------ org: create app
+
+
+def test_org_creates_the_missing_app_then_its_machines(tmp_path: Path, url: str) -> None:
+    """With org: a missing app is planned as `+ create app` and apply creates it first."""
+    directory = write_app(tmp_path / "desired", extra="org: acme")
+    shown = run_cli("plan", str(directory), "--detailed-exitcode", url=url)
+    assert shown.returncode == 2, shown.stderr
+    assert "+ create app fresh-app (org acme)" in shown.stdout
+    assert "+ create web-ams-0" in shown.stdout
+    assert "Apps to create: 1." in shown.stdout
+    as_json = run_cli("plan", str(directory), "--output", "json", url=url)
+    document = json.loads(as_json.stdout)
+    assert document["apps"][0]["create_app"] == "acme"
+    assert document["apps"][0]["status"] == "changes"
+    assert {e["method"] for e in control(url, "GET", "/requests")} == {"GET"}, "plan only reads"
+
+    applied = run_cli("apply", str(directory), "--yes", url=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    posts = [e["path"] for e in writes(url) if e["method"] == "POST"]
+    assert posts[0] == "/v1/apps", "the app is created before its machines"
+    state = control(url, "GET", "/state")
+    assert next(a for a in state["apps"] if a["name"] == "fresh-app")["org_slug"] == "acme"
+    assert len(live(url, "fresh-app")) == 2
+    again = run_cli("plan", str(directory), "--detailed-exitcode", url=url)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_missing_app_without_org_is_a_clear_error(tmp_path: Path, url: str) -> None:
+    """Without org: the 404 says how to fix it; plan and apply exit 1 and create nothing."""
+    directory = write_app(tmp_path / "desired")
+    shown = run_cli("plan", str(directory), url=url)
+    assert shown.returncode == 1
+    assert "app fresh-app not found; create it with `fly apps create`" in shown.stderr
+    assert "set org: in the file" in shown.stdout
+    applied = run_cli("apply", str(directory), "--yes", url=url)
+    assert applied.returncode == 1
+    assert "set org: in the file" in applied.stdout + applied.stderr
+    assert not writes(url)
