@@ -81,7 +81,7 @@ class CreateOps(MachineOps):
                 self.app,
                 machine.id,
                 version,
-                running=True,
+                running=not action.skip_launch,  # state: stopped: created, never booted
                 wait_timeout=wait_timeout,
                 just_created=True,
                 since=written,
@@ -110,7 +110,9 @@ class CreateOps(MachineOps):
             Outcome.OK,
             machine_id=machine.id,
             attempts=attempts.n,
-            message=f"created, running version {version}",
+            message=f"created (not started), version {version}"
+            if action.skip_launch
+            else f"created, running version {version}",
             version=version,
         )
 
@@ -128,7 +130,11 @@ class CreateOps(MachineOps):
             self.progress(action, "writing", f"create in {action.region}")
             try:
                 machine = await self.client.create_machine(
-                    self.app, config=config, region=action.region, lease_ttl=ttl
+                    self.app,
+                    config=config,
+                    region=action.region,
+                    lease_ttl=ttl,
+                    skip_launch=action.skip_launch,
                 )
             except RateLimited as exc:  # never executed: wait as asked, send it again
                 last = exc

@@ -63,11 +63,12 @@ from controller.execution.rollout import (
     batch_size,
     group_work,
 )
+from controller.execution.transitions import TransitionOps
 from controller.execution.updating import UpdateOps
 from controller.execution.waiting import Waiter
 from controller.flyapi import MachinesClient
 from controller.model.desired import DesiredApp, DesiredGroup
-from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
+from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Restart, Start, Stop, Update
 
 __all__ = [
     "Executor",
@@ -217,6 +218,7 @@ class _AppRun:
         self.updates = UpdateOps(ctx)
         self.creates = CreateOps(ctx)
         self.destroys = DestroyOps(ctx)
+        self.transitions = TransitionOps(ctx)
         self.result = self.ops.result
         self._index = {id(a): i for i, a in enumerate(app_plan.actions)}
         self._results: list[MachineResult | None] = [None] * len(app_plan.actions)
@@ -253,17 +255,27 @@ class _AppRun:
             async with anyio.create_task_group() as tg:
                 for create in work.creates:
                     tg.start_soon(self._task, create, work, limiter)
-        if not work.updates:
+        if not work.updates and not work.transitions:
             return
         # A sliding window: at most max_unavailable machines of the group are being updated;
         # the next starts as soon as one finishes (not in fixed batches).  A machine that
         # fails its health gate halts the group: queued ones are refused by the gate once
-        # they get a slot, in-flight ones finish.
-        machines = len(work.creates) + len(work.updates) + len(work.noops)
+        # they get a slot, in-flight ones finish.  Starts, stops and restarts share the window.
+        machines = len(work.creates) + len(work.updates) + len(work.noops) + len(work.transitions)
         window = anyio.CapacityLimiter(batch_size(work.group, machines))
         async with anyio.create_task_group() as tg:
             for update in work.updates:
                 tg.start_soon(self._update, update, work, window)
+            for transition in work.transitions:
+                tg.start_soon(self._transition, transition, work, window)
+
+    async def _transition(
+        self, action: Start | Stop | Restart, work: GroupWork, window: anyio.CapacityLimiter
+    ) -> None:
+        result = self._skipped(action, work) or await self.transitions.transition(
+            action, work.group, window=window, gate=lambda: self._skipped(action, work)
+        )
+        self.record(action, result)
 
     async def _update(self, action: Update, work: GroupWork, window: anyio.CapacityLimiter) -> None:
         result = self._skipped(action, work) or await self.updates.update(
@@ -291,6 +303,8 @@ class _AppRun:
             return await self.updates.update(action, group)
         if isinstance(action, Destroy):
             return await self.destroys.destroy(action)
+        if isinstance(action, Start | Stop | Restart):
+            return await self.transitions.transition(action, group)
         return self.result(action, Outcome.NOOP, message=action.reason)
 
     def _skipped(self, action: Action, work: GroupWork) -> MachineResult | None:

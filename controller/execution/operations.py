@@ -48,7 +48,7 @@ from controller.execution.waiting import Waiter
 from controller.flyapi import Machine, MachinesClient
 from controller.model.actual import CheckStatus, LiveMachine
 from controller.model.desired import DesiredApp
-from controller.planning.plan import Create, Destroy, NoOp, Update
+from controller.planning.plan import Create, Destroy, NoOp, Restart, Start, Stop, Update
 
 __all__ = [
     "Action",
@@ -63,7 +63,7 @@ __all__ = [
     "to_live_machine",
 ]
 
-Action = Create | Update | Destroy | NoOp
+Action = Create | Update | Destroy | NoOp | Start | Stop | Restart
 
 
 def new_launch_id() -> str:
@@ -237,7 +237,7 @@ class MachineOps:
 
     async def leased(
         self,
-        action: Update | Destroy,
+        action: Update | Destroy | Start | Stop | Restart,
         body: Callable[[HeldLease], Awaitable[MachineResult]],
         *,
         window: anyio.CapacityLimiter | None = None,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -403,6 +404,25 @@ class MachinesClient(LeaseCalls):
     ) -> ActionResult:
         """``POST .../{id}/start``.  Not retried after ambiguous failures."""
         return await self._action("machines.start", app, machine_id, "/start", nonce=nonce)
+
+    async def restart_machine(
+        self, app: str, machine_id: str, *, nonce: str | None = None
+    ) -> ActionResult:
+        """``POST .../{id}/restart`` (a started machine: stop, then start).  Not retried after
+        ambiguous failures; a 429 (Fly's per-machine restart limit) is waited out and resent."""
+        return await self._action("machines.restart", app, machine_id, "/restart", nonce=nonce)
+
+    async def set_metadata(
+        self, app: str, machine_id: str, key: str, value: str, *, nonce: str | None = None
+    ) -> None:
+        """``POST .../{id}/metadata/{key}`` with ``{"value": value}`` (204).  Idempotent."""
+        await self._call(
+            "machines.metadata.set",
+            machine_path(app, machine_id) + "/metadata/" + quote(key, safe=""),
+            scope=machine_scope(app, machine_id),
+            json={"value": value},
+            headers=nonce_header(nonce),
+        )
 
     async def stop_machine(
         self,

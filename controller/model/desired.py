@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
@@ -183,6 +183,15 @@ def _max_unavailable(value: object) -> float | int:
     return value  # type: ignore[return-value]  # narrowed above
 
 
+RunState = Literal["started", "stopped"]
+"""A group's desired run state (``state:``)."""
+
+
+def autostopped(config: MachineConfig) -> bool:
+    """Fly stops and starts this group's machines itself (a service with autostop on)."""
+    return any(s.autostop in ("stop", "suspend") for s in config.services or ())
+
+
 class UpdatePolicy(StrictModel):
     """Rolling-update policy of a group (applied by the executor)."""
 
@@ -211,6 +220,12 @@ class GroupSpec(StrictModel):
     regions: dict[Region, NonNegative] = Field(default_factory=dict)
     config: MachineConfig = Field(default_factory=MachineConfig)
     update: UpdatePolicy = Field(default_factory=UpdatePolicy)
+    state: RunState | None = None
+    """``started`` or ``stopped`` (workers, standby pools); unset: leave the run state alone
+    (autostop-managed groups must leave it unset: Fly starts and stops those)."""
+    restart_generation: Annotated[int, Field(ge=0)] | None = None
+    """Bump it to restart every machine of the group once (a rolling restart in the update
+    window, health-gated); the applied value is kept in each machine's metadata."""
 
 
 class Defaults(StrictModel):
@@ -256,6 +271,10 @@ class DesiredGroup(StrictModel):
     regions: dict[Region, NonNegative]
     config: MachineConfig
     update: UpdatePolicy
+    state: RunState | None = None
+    """The run state the group's machines are kept in, or None (left alone)."""
+    restart_generation: int | None = None
+    """See :attr:`GroupSpec.restart_generation`."""
     shown_env: frozenset[str] = frozenset()
     """Env names whose values plans may show (literal in the file and not secret by
     :func:`~controller.core.redaction.env_is_secret`); any other env value is sensitive."""
@@ -460,6 +479,14 @@ def build_app(
                     "memory_mb is required when the guest is not shared-cpu-1x",
                 )
             )
+        if spec.state is not None and autostopped(config):
+            issues.append(
+                Issue(
+                    ("groups", name, "state"),
+                    "this group's services autostop: Fly starts and stops its machines, so "
+                    'state: must be left unset (or set autostop: "off")',
+                )
+            )
         declared_env.update(n for n, _ in _env_entries(config.to_wire()))
         groups.append(
             DesiredGroup(
@@ -467,6 +494,8 @@ def build_app(
                 regions=dict(spec.regions),
                 config=config,
                 update=spec.update,
+                state=spec.state,
+                restart_generation=spec.restart_generation,
                 shown_env=_shown_env(config, referenced=frozenset(referenced), listed=listed),
             )
         )

@@ -67,6 +67,7 @@ from controller.model.actual import (
     MANAGED_KEY,
     MANAGED_VALUE,
     RECONCILER_PREFIX,
+    RESTART_KEY,
     SLOT_KEY,
     SPEC_KEY,
     LiveMachine,
@@ -89,6 +90,10 @@ __all__ = [
     "NoOp",
     "Orphan",
     "Refused",
+    "Restart",
+    "Start",
+    "Stop",
+    "Transition",
     "Unmanaged",
     "Update",
     "plan",
@@ -116,6 +121,8 @@ class DriftKind(StrEnum):
     """A desired slot has no machine."""
     EXTRA = "extra"
     """A managed machine that should not exist (scale down, duplicate, pruned orphan)."""
+    RUN_STATE = "run_state"
+    """The machine is started in a ``state: stopped`` group, or stopped in a ``started`` one."""
 
 
 # ------------------------------------------------------------------------------ actions
@@ -131,6 +138,8 @@ class Create:
     config: Mapping[str, Any] = field(repr=False)
     diff: tuple[FieldChange, ...] = ()
     reason: str = "slot has no machine"
+    skip_launch: bool = False
+    """Create it without booting it (``state: stopped``)."""
     kind: ClassVar[str] = "create"
     machine_id: ClassVar[None] = None
 
@@ -178,7 +187,56 @@ class NoOp:
     kind: ClassVar[str] = "noop"
 
 
-Action = Create | Update | Destroy | NoOp
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Start a stopped machine of a ``state: started`` group (under its lease, health-gated).
+    ``generation``: the restart generation to record afterwards (a start is a fresh boot)."""
+
+    machine_id: str
+    slot: str
+    group: str
+    region: str
+    current_version: str
+    reason: str
+    generation: str | None = None
+    kind: ClassVar[str] = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop a running machine of a ``state: stopped`` group (under its lease)."""
+
+    machine_id: str
+    slot: str
+    group: str
+    region: str
+    current_version: str
+    reason: str
+    generation: str | None = None
+    kind: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Restart a machine whose group's ``restart_generation`` changed (in the group's window,
+    health-gated), then record ``generation`` in its metadata.  A machine that is not
+    ``running`` is not restarted: only the generation is recorded."""
+
+    machine_id: str
+    slot: str
+    group: str
+    region: str
+    current_version: str
+    reason: str
+    generation: str | None = None
+    running: bool = True
+    kind: ClassVar[str] = "restart"
+
+
+Transition = Start | Stop | Restart
+"""Actions that change a machine's run state, never its config."""
+
+Action = Create | Update | Destroy | NoOp | Start | Stop | Restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +317,12 @@ class AppPlan:
         return tuple(a for a in self.actions if isinstance(a, Destroy))
 
     @property
-    def changes(self) -> tuple[Create | Update | Destroy, ...]:
+    def transitions(self) -> tuple[Transition, ...]:
+        """The start, stop and restart actions, in plan order."""
+        return tuple(a for a in self.actions if isinstance(a, Start | Stop | Restart))
+
+    @property
+    def changes(self) -> tuple[Create | Update | Destroy | Transition, ...]:
         """Every mutating action, in plan order."""
         return tuple(a for a in self.actions if not isinstance(a, NoOp))
 
@@ -320,6 +383,8 @@ class _Target:
         metadata[GROUP_KEY] = self.group.name
         metadata[SLOT_KEY] = slot
         metadata[SPEC_KEY] = self.hash
+        if self.group.restart_generation is not None:
+            metadata[RESTART_KEY] = str(self.group.restart_generation)
         if live is not None and live.launch:
             metadata[LAUNCH_KEY] = live.launch
         return {**self.wire, "metadata": metadata}
@@ -371,7 +436,7 @@ def _identity_stripped(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**config, "metadata": kept}
 
 
-_VOLATILE_KEYS = (SLOT_KEY, LAUNCH_KEY, SPEC_KEY, GROUP_KEY, MANAGED_KEY)
+_VOLATILE_KEYS = (SLOT_KEY, LAUNCH_KEY, SPEC_KEY, GROUP_KEY, MANAGED_KEY, RESTART_KEY)
 
 
 def _best_first(machines: list[LiveMachine]) -> list[LiveMachine]:
@@ -379,9 +444,30 @@ def _best_first(machines: list[LiveMachine]) -> list[LiveMachine]:
     return sorted(machines, key=lambda m: (m.state == "started", m.created_at, m.id), reverse=True)
 
 
-def _compare(
-    target: _Target, slot: str, machine: LiveMachine, canon: _Canonicalizer
-) -> Update | NoOp:
+_RUNNING_STATES = frozenset({"started", "starting"})
+
+
+def _run_state(target: _Target, slot: str, machine: LiveMachine, noop: NoOp) -> Action:
+    """A machine whose config is in sync: start, stop or restart it when its group asks."""
+    group = target.group
+    wanted = None if group.restart_generation is None else str(group.restart_generation)
+    stale = wanted if wanted is not None and machine.metadata.get(RESTART_KEY) != wanted else None
+    where = (machine.id, slot, group.name, machine.region, machine.version)
+    if group.state == "stopped" and machine.state in _RUNNING_STATES:
+        return Stop(*where, f"group {group.name} is declared stopped", stale)
+    if group.state == "started" and machine.state in SKIP_LAUNCH_STATES:
+        return Start(*where, f"group {group.name} is declared started ({machine.state})", stale)
+    if stale is not None:
+        before = machine.metadata.get(RESTART_KEY) or "none"
+        running = machine.state in _RUNNING_STATES
+        reason = f"restart_generation {before} -> {stale}"
+        if not running:
+            reason += f" ({machine.state}: recorded, not restarted)"
+        return Restart(*where, reason, stale, running)
+    return noop
+
+
+def _compare(target: _Target, slot: str, machine: LiveMachine, canon: _Canonicalizer) -> Action:
     view = canon(_identity_stripped(machine.config), target.extra)
     group, region = target.group.name, machine.region
     if view.canonical == target.canonical:
@@ -396,7 +482,8 @@ def _compare(
         reason = "in sync" if raw_same else "in sync (only fields Fly fills or rewrites differ)"
         if stale:
             reason += "; spec tag outdated"
-        return NoOp(machine.id, slot, group, region, reason, stale_spec=stale)
+        noop = NoOp(machine.id, slot, group, region, reason, stale_spec=stale)
+        return _run_state(target, slot, machine, noop)
     file_changed = machine.spec != target.hash
     out_of_band = machine.spec != view.spec_hash()
     if file_changed and out_of_band:
@@ -417,7 +504,11 @@ def _compare(
         config=target.request(slot, machine),
         diff=view.diff_to(target),
         reason=reason,
-        skip_launch=machine.state in SKIP_LAUNCH_STATES,
+        skip_launch=(
+            machine.state in SKIP_LAUNCH_STATES
+            if target.group.state is None
+            else target.group.state == "stopped"
+        ),
         drift=drift,
     )
 
@@ -453,7 +544,19 @@ def _plan_region(
         if index not in slots:
             slot = format_slot(group, region, index)
             per_index.append(
-                (index, [Create(slot, group, region, target.request(slot), target.create_diff)])
+                (
+                    index,
+                    [
+                        Create(
+                            slot,
+                            group,
+                            region,
+                            target.request(slot),
+                            target.create_diff,
+                            skip_launch=target.group.state == "stopped",
+                        )
+                    ],
+                )
             )
             missing -= 1
         index += 1
@@ -461,7 +564,7 @@ def _plan_region(
     return [action for _, acts in per_index for action in acts]
 
 
-def _as_drift(action: Create | Update | Destroy) -> DriftReport:
+def _as_drift(action: Create | Update | Destroy | Start | Stop) -> DriftReport:
     if isinstance(action, Create):
         return DriftReport(
             DriftKind.MISSING, action.slot, action.group, action.region, None, action.reason
@@ -476,8 +579,9 @@ def _as_drift(action: Create | Update | Destroy) -> DriftReport:
             action.reason,
             action.diff,
         )
+    kind = DriftKind.EXTRA if isinstance(action, Destroy) else DriftKind.RUN_STATE
     return DriftReport(
-        DriftKind.EXTRA, action.slot, action.group, action.region, action.machine_id, action.reason
+        kind, action.slot, action.group, action.region, action.machine_id, action.reason
     )
 
 
@@ -574,7 +678,8 @@ def plan(
     refused: Refused | None = None
     needs_relist = False
     if desired.detect_only:
-        drift = [_as_drift(a) for a in actions if not isinstance(a, NoOp)]
+        # a restart is a request, not drift: a detect_only app is never restarted
+        drift = [_as_drift(a) for a in actions if not isinstance(a, NoOp | Restart)]
         actions = [a for a in actions if isinstance(a, NoOp)]
     else:
         refused = _refusal(desired, managed, creates, destroys, allow_empty)

@@ -47,6 +47,9 @@ from controller.planning.plan import (
     Destroy,
     DriftReport,
     NoOp,
+    Restart,
+    Start,
+    Stop,
     Update,
 )
 
@@ -67,6 +70,7 @@ FORMAT_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("plan-output.schema.json")
 """The JSON Schema of :func:`to_document` (package data)."""
 _INDENT = "  "
+_TRANSITION_SYMBOLS = {"start": "▶", "stop": "■", "restart": "↻"}
 
 APP_STATUSES = ("changes", "in_sync", "drift", "refused", "paused", "failed", "invalid")
 """``changes``: the plan changes machines; ``in_sync``: nothing to do; ``drift``: a
@@ -153,7 +157,8 @@ def _render_app(plan: AppPlan) -> list[str]:
             noops += 1
         elif isinstance(action, Create):
             where = _where(action.slot, action.group, action.region)
-            lines.append(f"{_INDENT}+ create {where}: {action.reason}")
+            launch = " [stays stopped]" if action.skip_launch else ""
+            lines.append(f"{_INDENT}+ create {where}{launch}: {action.reason}")
             lines.extend(changes("create", action.group, action.slot, action.diff))
         elif isinstance(action, Update):
             where = _where(action.slot, action.group, action.region)
@@ -163,6 +168,12 @@ def _render_app(plan: AppPlan) -> list[str]:
         elif isinstance(action, Destroy):
             where = _where(action.slot, action.group, action.region)
             lines.append(f"{_INDENT}- destroy {action.machine_id} {where}: {action.reason}")
+        elif isinstance(action, Start | Stop | Restart):
+            where = _where(action.slot, action.group, action.region)
+            symbol = _TRANSITION_SYMBOLS[action.kind]
+            lines.append(
+                f"{_INDENT}{symbol} {action.kind} {action.machine_id} {where}: {action.reason}"
+            )
     for report in plan.drift:
         who = report.machine_id or "(no machine)"
         where = _where(report.slot, report.group, report.region)
@@ -220,10 +231,17 @@ def _counts_line(items: Sequence[AppPlan]) -> str:
     destroys = sum(len(p.destroys) for p in items)
     drift = sum(len(p.drift) for p in items)
     new_apps = sum(p.create_app is not None for p in items)
-    if creates or updates or destroys or new_apps:
+    moves = {
+        kind: sum(a.kind == kind for p in items for a in p.transitions)
+        for kind in ("start", "stop", "restart")
+    }
+    if creates or updates or destroys or new_apps or any(moves.values()):
         line = f"Plan: {creates} to create, {updates} to update, {destroys} to destroy."
     else:
         line = "No changes."
+    extra = ", ".join(f"{n} to {kind}" for kind, n in moves.items() if n)
+    if extra:
+        line += f" Also: {extra}."
     if new_apps:
         line += f" Apps to create: {new_apps}."
     if drift:
@@ -291,7 +309,15 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             "reason": a.reason,
         }
         if isinstance(a, Create):
-            out.append(_record(action="create", changes=_changes(a.diff), **common, **base))
+            out.append(
+                _record(
+                    action="create",
+                    skip_launch=a.skip_launch,
+                    changes=_changes(a.diff),
+                    **common,
+                    **base,
+                )
+            )
         elif isinstance(a, Update):
             out.append(
                 _record(
@@ -307,6 +333,16 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             )
         elif isinstance(a, Destroy):
             out.append(_record(action="destroy", machine_id=a.machine_id, **common, **base))
+        elif isinstance(a, Start | Stop | Restart):
+            out.append(
+                _record(
+                    action=a.kind,
+                    machine_id=a.machine_id,
+                    current_version=a.current_version,
+                    **common,
+                    **base,
+                )
+            )
         else:
             out.append(_record(action="noop", machine_id=a.machine_id, **common, **base))
     out.extend(_drift_record(plan.app, d) for d in plan.drift)
@@ -360,6 +396,10 @@ def to_document(
             "create": sum(len(p.creates) for p in items),
             "update": sum(len(p.updates) for p in items),
             "destroy": sum(len(p.destroys) for p in items),
+            **{
+                kind: sum(a.kind == kind for p in items for a in p.transitions)
+                for kind in ("start", "stop", "restart")
+            },
             "noop": sum(len(p.actions) - len(p.changes) for p in items),
             "drift": sum(len(p.drift) for p in items),
             "refused_apps": [p.app for p in items if p.refused],

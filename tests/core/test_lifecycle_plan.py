@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp, DesiredStateInvalid, parse_app
-from controller.planning.plan import plan
+from controller.planning.plan import DriftKind, Start, Stop, plan
 from controller.planning.render import SCHEMA_PATH, render, to_document
+from tests.core.planning_support import FakeFly
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
@@ -55,3 +58,60 @@ def test_an_existing_app_or_a_detect_only_one_is_never_created() -> None:
 def test_org_must_be_a_slug() -> None:
     with pytest.raises(DesiredStateInvalid, match="invalid org slug"):
         _app(org="Acme Org")
+
+
+# ------------------------------------------------------------------------------ state
+
+
+def _live(app: DesiredApp, *, state: str = "started") -> list[LiveMachine]:
+    fly = FakeFly()
+    return [replace(m, state=state) for m in fly.apply(plan(app, []), [])]
+
+
+def test_a_stopped_group_creates_without_launching_and_stops_running_machines() -> None:
+    stopped = _app({"state": "stopped"})
+    fresh = plan(stopped, [])
+    assert [c.skip_launch for c in fresh.creates] == [True, True]
+    assert "[stays stopped]" in render(fresh)
+    assert _document(fresh)["machines"][0]["skip_launch"] is True
+
+    running = _live(_app())
+    app_plan = plan(stopped, running)
+    assert [type(a) for a in app_plan.actions] == [Stop, Stop]
+    text = render(app_plan)
+    assert "■ stop" in text
+    assert "Also: 2 to stop." in text
+    document = _document(app_plan)
+    assert document["summary"]["stop"] == 2
+    assert {r["action"] for r in document["machines"]} == {"stop"}
+    assert not plan(stopped, _live(_app(), state="stopped")).has_changes
+
+
+def test_a_stopped_group_updates_without_starting_and_a_started_one_starts() -> None:
+    changed = _app({"state": "stopped", "config": {"image": "registry.fly.io/acme:v2"}})
+    updates = plan(changed, _live(_app())).updates
+    assert [u.skip_launch for u in updates] == [True, True], "never started by an update"
+    started = _app({"state": "started"})
+    app_plan = plan(started, _live(_app(), state="stopped"))
+    assert [type(a) for a in app_plan.actions] == [Start, Start]
+    moved = _app({"state": "started", "config": {"image": "registry.fly.io/acme:v2"}})
+    assert [u.skip_launch for u in plan(moved, _live(_app(), state="stopped")).updates] == [
+        False,
+        False,
+    ]
+
+
+def test_unset_state_leaves_the_run_state_alone() -> None:
+    assert not plan(_app(), _live(_app(), state="stopped")).has_changes
+
+
+def test_state_is_refused_on_an_autostopped_group() -> None:
+    service = {"internal_port": 8080, "protocol": "tcp", "autostop": "stop"}
+    with pytest.raises(DesiredStateInvalid, match="autostop"):
+        _app({"state": "stopped", "config": {"image": "x/y:v1", "services": [service]}})
+
+
+def test_detect_only_reports_a_wrong_run_state_as_drift() -> None:
+    app_plan = plan(_app({"state": "stopped"}, detect_only=True), _live(_app()))
+    assert not app_plan.has_changes
+    assert {d.kind for d in app_plan.drift} == {DriftKind.RUN_STATE}

@@ -112,3 +112,42 @@ def test_a_missing_app_without_org_is_a_clear_error(tmp_path: Path, url: str) ->
     assert applied.returncode == 1
     assert "set org: in the file" in applied.stdout + applied.stderr
     assert not writes(url)
+
+
+# ------------------------------------------------------------------------------ state
+
+
+def _states(url: str, app: str = "fresh-app") -> list[str]:
+    return sorted(m["state"] for m in live(url, app))
+
+
+def test_group_state_creates_stopped_starts_and_stops_under_a_lease(
+    tmp_path: Path, url: str
+) -> None:
+    """state: stopped creates with skip_launch; started starts them; stopped stops them."""
+    control(url, "POST", "/seed", {"apps": [{"name": "fresh-app"}]})
+    directory = tmp_path / "desired"
+    write_app(directory, group_extra="    state: stopped")
+    applied = run_cli("apply", str(directory), "--yes", url=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    creates = [e for e in writes(url) if e["path"].endswith("/machines")]
+    assert [e["body"].get("skip_launch") for e in creates] == [True, True]
+    assert _states(url) == ["created", "created"]
+
+    write_app(directory, group_extra="    state: started")
+    shown = run_cli("plan", str(directory), url=url)
+    assert shown.stdout.count("▶ start") == 2, shown.stdout
+    applied = run_cli("apply", str(directory), "--yes", url=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert _states(url) == ["started", "started"]
+
+    write_app(directory, group_extra="    state: stopped")
+    before = len(control(url, "GET", "/requests"))
+    applied = run_cli("apply", str(directory), "--yes", url=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert _states(url) == ["stopped", "stopped"]
+    stops = [e for e in control(url, "GET", "/requests")[before:] if e["path"].endswith("/stop")]
+    assert len(stops) == 2
+    assert all("fly-machine-lease-nonce" in e["headers_present"] for e in stops)
+    again = run_cli("plan", str(directory), "--detailed-exitcode", url=url)
+    assert again.returncode == 0, again.stdout
