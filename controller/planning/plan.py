@@ -477,7 +477,7 @@ def _compare(target: _Target, slot: str, machine: LiveMachine, canon: _Canonical
         ) and {
             k: v
             for k, v in machine.metadata.items()
-            if not k.startswith((RECONCILER_PREFIX, FLY_METADATA_PREFIX))
+            if not k.startswith((RECONCILER_PREFIX, FLY_METADATA_PREFIX)) and k != RESTART_KEY
         } == target.user_metadata
         reason = "in sync" if raw_same else "in sync (only fields Fly fills or rewrites differ)"
         if stale:

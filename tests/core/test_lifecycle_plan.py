@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from controller.model.actual import LiveMachine
+from controller.model.actual import RESTART_KEY, LiveMachine
 from controller.model.desired import DesiredApp, DesiredStateInvalid, parse_app
-from controller.planning.plan import DriftKind, Start, Stop, plan
+from controller.planning.plan import DriftKind, Restart, Start, Stop, Update, plan
 from controller.planning.render import SCHEMA_PATH, render, to_document
+from controller.planning.restarting import restart_plan
 from tests.core.planning_support import FakeFly
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -115,3 +116,50 @@ def test_detect_only_reports_a_wrong_run_state_as_drift() -> None:
     app_plan = plan(_app({"state": "stopped"}, detect_only=True), _live(_app()))
     assert not app_plan.has_changes
     assert {d.kind for d in app_plan.drift} == {DriftKind.RUN_STATE}
+
+
+# ------------------------------------------------------------------------------ restarts
+
+
+def test_a_changed_restart_generation_plans_restarts_and_creates_record_it() -> None:
+    first = _app({"restart_generation": 1})
+    assert all(c.config["metadata"][RESTART_KEY] == "1" for c in plan(first, []).creates)
+    live = _live(first)
+    assert not plan(first, live).has_changes
+    bumped = plan(_app({"restart_generation": 2}), live)
+    assert [type(a) for a in bumped.actions] == [Restart, Restart]
+    assert {a.generation for a in bumped.transitions} == {"2"}
+    assert "↻ restart" in render(bumped)
+    assert _document(bumped)["summary"]["restart"] == 2
+    stopped = plan(_app({"restart_generation": 2}), [replace(m, state="stopped") for m in live])
+    assert [a.running for a in stopped.transitions] == [False, False]
+
+
+def test_a_config_change_carries_the_new_generation_instead_of_a_restart() -> None:
+    live = _live(_app({"restart_generation": 1}))
+    changed = _app({"restart_generation": 2, "config": {"image": "registry.fly.io/acme:v2"}})
+    app_plan = plan(changed, live)
+    assert [type(a) for a in app_plan.actions] == [Update, Update]
+    assert {u.config["metadata"][RESTART_KEY] for u in app_plan.updates} == {"2"}
+
+
+def test_restart_plan_takes_running_managed_machines_of_the_selected_groups() -> None:
+    app = parse_app(
+        {
+            "app": "acme",
+            "groups": {
+                "web": {"regions": {"ams": 2}, "config": {"image": "x/web:v1"}},
+                "worker": {"regions": {"ams": 1}, "config": {"image": "x/worker:v1"}},
+            },
+        }
+    )
+    fly = FakeFly()
+    live = fly.apply(plan(app, []), [])
+    live[1] = replace(live[1], state="stopped")
+    live.append(fly.machine({"image": "x/hand:v1"}, "ams"))  # unmanaged: never restarted
+    everything = restart_plan(app, live)
+    assert [a.slot for a in everything.plan.actions] == ["web-ams-0", "worker-ams-0"]
+    assert [m.slot for m in everything.skipped] == ["web-ams-1"]
+    only = restart_plan(app, live, ["worker"])
+    assert [a.slot for a in only.plan.actions] == ["worker-ams-0"]
+    assert all(a.generation is None for a in only.plan.transitions)

@@ -26,6 +26,7 @@ groups:
     regions: {{ams: 2}}
     config:
       image: registry.fly.io/fresh-app:v1
+    update: {{max_unavailable: 1, smoke_period: 0}}
 {group_extra}
 """
 
@@ -149,5 +150,79 @@ def test_group_state_creates_stopped_starts_and_stops_under_a_lease(
     stops = [e for e in control(url, "GET", "/requests")[before:] if e["path"].endswith("/stop")]
     assert len(stops) == 2
     assert all("fly-machine-lease-nonce" in e["headers_present"] for e in stops)
+    again = run_cli("plan", str(directory), "--detailed-exitcode", url=url)
+    assert again.returncode == 0, again.stdout
+
+
+# ------------------------------------------------------------------------------ restart
+
+
+def _apply_fresh(directory: Path, url: str) -> None:
+    applied = run_cli("apply", str(directory), "--yes", url=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+
+
+def _restarts(url: str, since: int = 0) -> list[dict[str, Any]]:
+    return [e for e in control(url, "GET", "/requests")[since:] if e["path"].endswith("/restart")]
+
+
+def test_restart_command_rolls_the_group_under_leases_and_paces_429s(
+    tmp_path: Path, url: str
+) -> None:
+    """restart --yes: /restart per running machine with the lease nonce; a 429 is waited out."""
+    control(url, "POST", "/seed", {"apps": [{"name": "fresh-app"}]})
+    directory = write_app(tmp_path / "desired")
+    _apply_fresh(directory, url)
+    refused = run_cli("restart", str(directory), "--app", "fresh-app", url=url)
+    assert refused.returncode == 1, "off a terminal it needs --yes"
+    assert "pass --yes" in refused.stderr
+    assert not _restarts(url)
+
+    control(
+        url,
+        "POST",
+        "/faults",
+        {
+            "method": "POST",
+            "path": "/restart$",
+            "count": 4,
+            "status": 429,
+            "headers": {"Retry-After": "0.2"},
+            "body": {"error": "rate limited"},
+        },
+    )
+    before = len(control(url, "GET", "/requests"))
+    result = run_cli("restart", str(directory), "--app", "fresh-app", "--yes", url=url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("↻ restart") == 2
+    sent = _restarts(url, before)
+    assert len(sent) >= 6, "four 429s were paced and sent again"
+    assert {e["status"] for e in sent} >= {429, 200}
+    assert all("fly-machine-lease-nonce" in e["headers_present"] for e in sent)
+    assert _states(url) == ["started", "started"]
+
+
+def test_restart_generation_restarts_the_group_once(tmp_path: Path, url: str) -> None:
+    """Bumping restart_generation plans ↻ restart; apply restarts and records it; plan is empty."""
+    control(url, "POST", "/seed", {"apps": [{"name": "fresh-app"}]})
+    directory = tmp_path / "desired"
+    write_app(directory, group_extra="    restart_generation: 1")
+    _apply_fresh(directory, url)
+    assert not _restarts(url), "a create records the generation: nothing to restart"
+
+    write_app(directory, group_extra="    restart_generation: 2")
+    shown = run_cli("plan", str(directory), "--output", "json", url=url)
+    document = json.loads(shown.stdout)
+    assert document["summary"]["restart"] == 2
+    text = run_cli("plan", str(directory), url=url).stdout
+    assert "↻ restart" in text
+    assert "restart_generation 1 -> 2" in text
+    before = len(control(url, "GET", "/requests"))
+    _apply_fresh(directory, url)
+    assert len(_restarts(url, before)) == 2
+    metadata = [
+        m["config"]["metadata"]["reconciler_restart_generation"] for m in live(url, "fresh-app")
+    ]
+    assert metadata == ["2", "2"]
     again = run_cli("plan", str(directory), "--detailed-exitcode", url=url)
     assert again.returncode == 0, again.stdout
