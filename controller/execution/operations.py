@@ -202,6 +202,13 @@ class MachineOps:
             message = f"version conflicts persisted after {attempts} attempts: {exc.message}"
         else:
             message = f"{exc.error_class}: {exc.message}" if exc.message else exc.error_class
+        if isinstance(exc, VolumeInUse):
+            message += (
+                " (Fly volumes attach to one machine at a time: the volume is still attached "
+                "to another machine, or its host has no room left for this one; the machine "
+                "must run on the volume's host, so free the volume or let the reconciler "
+                "make a new one by removing the old one with prune_volumes)"
+            )
         return self.result(
             action,
             outcome,

@@ -183,6 +183,33 @@ def _max_unavailable(value: object) -> float | int:
     return value  # type: ignore[return-value]  # narrowed above
 
 
+_VOLUME_NAME = re.compile(r"^[a-z0-9_]{1,30}$")
+
+
+def _volume_name(value: str) -> str:
+    if not _VOLUME_NAME.match(value):
+        raise ValueError(
+            f"invalid volume name {value!r}: lowercase letters, digits and underscores, "
+            "at most 30 characters"
+        )
+    return value
+
+
+class VolumeSpec(StrictModel):
+    """The volume each machine of a group gets (Fly volumes attach to one machine)."""
+
+    name: Annotated[str, AfterValidator(_volume_name)]
+    size_gb: Annotated[int, Field(ge=1, le=500)] = 1
+    encrypted: bool | None = None
+
+
+class VolumeMount(StrictModel):
+    """``mounts[]`` of a group: a volume per machine, made in the machine's region."""
+
+    path: Annotated[str, Field(pattern=r"^/")]
+    volume: VolumeSpec
+
+
 RunState = Literal["started", "stopped"]
 """A group's desired run state (``state:``)."""
 
@@ -226,6 +253,9 @@ class GroupSpec(StrictModel):
     restart_generation: Annotated[int, Field(ge=0)] | None = None
     """Bump it to restart every machine of the group once (a rolling restart in the update
     window, health-gated); the applied value is kept in each machine's metadata."""
+    mounts: Annotated[list[VolumeMount], Field(max_length=1)] = Field(default_factory=list)
+    """A volume per machine (Fly machines mount at most one): created in the slot's region and
+    attached when the machine is created; never destroyed unless ``prune_volumes: true``."""
 
 
 class Defaults(StrictModel):
@@ -252,6 +282,8 @@ class DesiredFile(StrictModel):
     """Refuse a plan creating more than this many machines at once."""
     paused: bool = False
     """Plan and change nothing for this app (an operator is fixing it by hand)."""
+    prune_volumes: bool = False
+    """Destroy the volumes of the machines the reconciler destroys (else they are kept)."""
     sensitive: list[str] = Field(default_factory=list)
     """Env names whose values are secret although written literally (shown as (sensitive))."""
     allow_latest: bool = False
@@ -275,6 +307,8 @@ class DesiredGroup(StrictModel):
     """The run state the group's machines are kept in, or None (left alone)."""
     restart_generation: int | None = None
     """See :attr:`GroupSpec.restart_generation`."""
+    mounts: tuple[VolumeMount, ...] = ()
+    """See :attr:`GroupSpec.mounts`."""
     shown_env: frozenset[str] = frozenset()
     """Env names whose values plans may show (literal in the file and not secret by
     :func:`~controller.core.redaction.env_is_secret`); any other env value is sensitive."""
@@ -297,6 +331,8 @@ class DesiredApp(StrictModel):
     detect_only: bool = False
     max_destroy: float = DEFAULT_MAX_DESTROY
     max_create: int = DEFAULT_MAX_CREATE
+    prune_volumes: bool = False
+    """Destroy a destroyed machine's volumes too (``prune_volumes: true``)."""
     source: str | None = None
     """The file it came from, for messages."""
     paused: str | None = None
@@ -479,6 +515,14 @@ def build_app(
                     "memory_mb is required when the guest is not shared-cpu-1x",
                 )
             )
+        if spec.mounts and config.mounts:
+            issues.append(
+                Issue(
+                    (*where, "mounts"),
+                    "declare volumes in the group's mounts: (a volume per machine), "
+                    "not in config.mounts",
+                )
+            )
         if spec.state is not None and autostopped(config):
             issues.append(
                 Issue(
@@ -496,6 +540,7 @@ def build_app(
                 update=spec.update,
                 state=spec.state,
                 restart_generation=spec.restart_generation,
+                mounts=tuple(spec.mounts),
                 shown_env=_shown_env(config, referenced=frozenset(referenced), listed=listed),
             )
         )
@@ -520,6 +565,7 @@ def build_app(
         detect_only=file.detect_only,
         max_destroy=file.max_destroy,
         max_create=file.max_create,
+        prune_volumes=file.prune_volumes,
         source=source,
         paused="paused: true in the file" if file.paused else None,
     )

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -74,7 +74,7 @@ from controller.model.actual import (
     format_slot,
     parse_slot,
 )
-from controller.model.desired import FLY_METADATA_PREFIX, DesiredApp, DesiredGroup
+from controller.model.desired import FLY_METADATA_PREFIX, DesiredApp, DesiredGroup, VolumeMount
 from controller.planning.normalize import FieldChange, canonical, diff, passthrough_paths, spec_hash
 
 __all__ = [
@@ -140,6 +140,8 @@ class Create:
     reason: str = "slot has no machine"
     skip_launch: bool = False
     """Create it without booting it (``state: stopped``)."""
+    mounts: tuple[VolumeMount, ...] = ()
+    """Volumes to find (unattached, same name and region) or make, and mount at create."""
     kind: ClassVar[str] = "create"
     machine_id: ClassVar[None] = None
 
@@ -170,6 +172,8 @@ class Destroy:
     group: str | None
     region: str
     reason: str
+    volumes: tuple[str, ...] = ()
+    """Volume ids to destroy after the machine (``prune_volumes: true``), else none."""
     kind: ClassVar[str] = "destroy"
 
 
@@ -387,6 +391,9 @@ class _Target:
             metadata[RESTART_KEY] = str(self.group.restart_generation)
         if live is not None and live.launch:
             metadata[LAUNCH_KEY] = live.launch
+        if live is not None and self.group.mounts and live.config.get("mounts"):
+            # the attached volume stays: an update without it would detach it
+            return {**self.wire, "mounts": live.config["mounts"], "metadata": metadata}
         return {**self.wire, "metadata": metadata}
 
 
@@ -468,7 +475,10 @@ def _run_state(target: _Target, slot: str, machine: LiveMachine, noop: NoOp) -> 
 
 
 def _compare(target: _Target, slot: str, machine: LiveMachine, canon: _Canonicalizer) -> Action:
-    view = canon(_identity_stripped(machine.config), target.extra)
+    config = _identity_stripped(machine.config)
+    if target.group.mounts and "mounts" in config:  # made at create, kept as they are
+        config = {k: v for k, v in config.items() if k != "mounts"}
+    view = canon(config, target.extra)
     group, region = target.group.name, machine.region
     if view.canonical == target.canonical:
         stale = machine.spec != target.hash
@@ -554,6 +564,7 @@ def _plan_region(
                             target.request(slot),
                             target.create_diff,
                             skip_launch=target.group.state == "stopped",
+                            mounts=target.group.mounts,
                         )
                     ],
                 )
@@ -562,6 +573,13 @@ def _plan_region(
         index += 1
     per_index.sort(key=lambda pair: pair[0])
     return [action for _, acts in per_index for action in acts]
+
+
+def _volume_ids(machine: LiveMachine) -> tuple[str, ...]:
+    mounts = machine.config.get("mounts")
+    if not isinstance(mounts, list):
+        return ()
+    return tuple(str(m["volume"]) for m in mounts if isinstance(m, Mapping) and m.get("volume"))
 
 
 def _as_drift(action: Create | Update | Destroy | Start | Stop) -> DriftReport:
@@ -666,6 +684,12 @@ def plan(
         else:
             orphans.append(Orphan(machine.id, machine.slot, machine.group, machine.region, why))
 
+    if desired.prune_volumes:
+        by_id = {m.id: m for m in live}
+        actions = [
+            replace(a, volumes=_volume_ids(by_id[a.machine_id])) if isinstance(a, Destroy) else a
+            for a in actions
+        ]
     if desired.only_groups is not None:
         wanted = frozenset(desired.only_groups)
         actions = [a for a in actions if a.group in wanted]

@@ -160,6 +160,11 @@ def _render_app(plan: AppPlan) -> list[str]:
             launch = " [stays stopped]" if action.skip_launch else ""
             lines.append(f"{_INDENT}+ create {where}{launch}: {action.reason}")
             lines.extend(changes("create", action.group, action.slot, action.diff))
+            lines.extend(
+                f"{_INDENT * 3}+ volume {m.volume.name} ({m.volume.size_gb} GB, {action.region}) "
+                f"at {m.path}: an unattached one of that name, else a new one"
+                for m in action.mounts
+            )
         elif isinstance(action, Update):
             where = _where(action.slot, action.group, action.region)
             launch = " [stays stopped]" if action.skip_launch else ""
@@ -168,6 +173,7 @@ def _render_app(plan: AppPlan) -> list[str]:
         elif isinstance(action, Destroy):
             where = _where(action.slot, action.group, action.region)
             lines.append(f"{_INDENT}- destroy {action.machine_id} {where}: {action.reason}")
+            lines.extend(f"{_INDENT * 3}- volume {v} (prune_volumes)" for v in action.volumes)
         elif isinstance(action, Start | Stop | Restart):
             where = _where(action.slot, action.group, action.region)
             symbol = _TRANSITION_SYMBOLS[action.kind]

@@ -163,3 +163,53 @@ def test_restart_plan_takes_running_managed_machines_of_the_selected_groups() ->
     only = restart_plan(app, live, ["worker"])
     assert [a.slot for a in only.plan.actions] == ["worker-ams-0"]
     assert all(a.generation is None for a in only.plan.transitions)
+
+
+# ------------------------------------------------------------------------------ volumes
+
+MOUNT = {"path": "/data", "volume": {"name": "pg_data", "size_gb": 3}}
+
+
+def _mounted(app: DesiredApp) -> list[LiveMachine]:
+    """Live machines as Fly lists them after creating them with a volume each."""
+    out = []
+    for n, machine in enumerate(_live(app)):
+        mounts = [{"volume": f"vol_{n}", "path": "/data", "name": "pg_data", "size_gb": 3}]
+        out.append(replace(machine, config={**machine.config, "mounts": mounts}))
+    return out
+
+
+def test_mounts_create_volumes_and_updates_keep_the_attached_one() -> None:
+    app = _app({"mounts": [MOUNT]})
+    creates = plan(app, []).creates
+    assert [c.mounts[0].volume.name for c in creates] == ["pg_data", "pg_data"]
+    assert "mounts" not in creates[0].config, "the executor adds the volume it picks"
+    live = _mounted(app)
+    assert not plan(app, live).has_changes, "the attached volume is not drift"
+    changed = _app({"mounts": [MOUNT], "config": {"image": "registry.fly.io/acme:v2"}})
+    updates = plan(changed, live).updates
+    assert [u.config["mounts"][0]["volume"] for u in updates] == ["vol_0", "vol_1"]
+
+
+def test_volumes_are_destroyed_only_with_prune_volumes() -> None:
+    live = _mounted(_app({"mounts": [MOUNT]}))
+    kept = plan(_app({"regions": {"ams": 1}, "mounts": [MOUNT]}), live)
+    assert [d.volumes for d in kept.destroys] == [()]
+    pruned = plan(_app({"regions": {"ams": 1}, "mounts": [MOUNT]}, prune_volumes=True), live)
+    assert [d.volumes for d in pruned.destroys] == [("vol_1",)]
+    assert "- volume vol_1 (prune_volumes)" in render(pruned)
+
+
+def test_mounts_are_declared_once_per_group() -> None:
+    with pytest.raises(DesiredStateInvalid, match=r"not in config\.mounts"):
+        _app(
+            {
+                "mounts": [MOUNT],
+                "config": {
+                    "image": "registry.fly.io/acme:v1",
+                    "mounts": [{"volume": "vol_x", "path": "/x"}],
+                },
+            }
+        )
+    with pytest.raises(DesiredStateInvalid, match="invalid volume name"):
+        _app({"mounts": [{"path": "/data", "volume": {"name": "Bad-Name"}}]})

@@ -226,3 +226,88 @@ def test_restart_generation_restarts_the_group_once(tmp_path: Path, url: str) ->
     assert metadata == ["2", "2"]
     again = run_cli("plan", str(directory), "--detailed-exitcode", url=url)
     assert again.returncode == 0, again.stdout
+
+
+# ------------------------------------------------------------------------------ volumes
+
+MOUNTS = """\
+    mounts:
+      - path: /data
+        volume: {name: pg_data, size_gb: 3}"""
+
+
+def _volumes(url: str) -> list[dict[str, Any]]:
+    state = control(url, "GET", "/state")
+    return [v for v in state.get("volumes", []) if v.get("app") == "fresh-app"]
+
+
+def test_volumes_one_per_machine_kept_on_scale_down_reused_and_pruned(
+    tmp_path: Path, url: str
+) -> None:
+    """mounts: a volume per slot in its region, attached at create; scale down keeps it
+    (a later create reuses it); prune_volumes: true destroys it with its machine."""
+    control(url, "POST", "/seed", {"apps": [{"name": "fresh-app"}]})
+    directory = tmp_path / "desired"
+    write_app(directory, group_extra=MOUNTS)
+    shown = run_cli("plan", str(directory), url=url)
+    assert shown.stdout.count("+ volume pg_data (3 GB, ams) at /data") == 2, shown.stdout
+    _apply_fresh(directory, url)
+    machines = live(url, "fresh-app")
+    mounted = [m["config"]["mounts"][0] for m in machines]
+    assert {m["path"] for m in mounted} == {"/data"}
+    assert len({m["volume"] for m in mounted}) == 2, "one volume per machine"
+    volumes = {v["id"]: v for v in _volumes(url)}
+    assert set(volumes) == {m["volume"] for m in mounted}
+    assert {(v["region"], v["size_gb"], v["name"]) for v in volumes.values()} == {
+        ("ams", 3, "pg_data")
+    }
+    again = run_cli("plan", str(directory), "--detailed-exitcode", url=url)
+    assert again.returncode == 0, again.stdout
+
+    scaled = (directory / "fresh-app.yaml").read_text().replace("ams: 2", "ams: 1")
+    (directory / "fresh-app.yaml").write_text(scaled)
+    _apply_fresh(directory, url)
+    assert len(live(url, "fresh-app")) == 1
+    assert len(_volumes(url)) == 2, "a volume is never destroyed without prune_volumes"
+
+    (directory / "fresh-app.yaml").write_text(scaled.replace("ams: 1", "ams: 2"))
+    _apply_fresh(directory, url)
+    assert len(_volumes(url)) == 2, "the unattached volume was reused, not a third made"
+    assert {m["config"]["mounts"][0]["volume"] for m in live(url, "fresh-app")} == set(volumes)
+
+    pruning = "prune_volumes: true\nmax_destroy: 1.0"
+    (directory / "fresh-app.yaml").write_text(
+        NEW_APP.format(extra=pruning, group_extra=MOUNTS).replace("ams: 2", "ams: 1")
+    )
+    shown = run_cli("plan", str(directory), url=url)
+    assert "(prune_volumes)" in shown.stdout
+    _apply_fresh(directory, url)
+    assert len(live(url, "fresh-app")) == 1
+    remaining = _volumes(url)
+    assert len(remaining) == 1
+    assert remaining[0]["id"] == live(url, "fresh-app")[0]["config"]["mounts"][0]["volume"]
+
+
+def test_a_volume_412_is_explained_and_partial(tmp_path: Path, url: str) -> None:
+    """A 412 'volume in use / no room' ends the create as `volume` (exit 3) with the why."""
+    control(url, "POST", "/seed", {"apps": [{"name": "fresh-app"}]})
+    directory = write_app(tmp_path / "desired", group_extra=MOUNTS)
+    control(
+        url,
+        "POST",
+        "/faults",
+        {
+            "method": "POST",
+            "path": "/machines$",
+            "count": 10,
+            "status": 412,
+            "body": {
+                "error": "insufficient resources to create new machine with existing volume "
+                "'vol_123'",
+                "status": "volume_placement_capacity",
+            },
+        },
+    )
+    applied = run_cli("apply", str(directory), "--yes", url=url)
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    assert "Fly volumes attach to one machine at a time" in applied.stdout
