@@ -22,11 +22,12 @@ from pydantic import SecretStr, ValidationError
 
 from controller import __version__
 from controller.cli.adopt import add_adopt_parser, adoptable_lines, adoptable_records
+from controller.cli.restart import add_restart_parser
 from controller.cli.run import add_run_parser, cmd_run
 from controller.cli.targeting import add_targeting_arguments, targeted
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
-from controller.execution.reconciler import list_live
+from controller.execution.reconciler import list_desired
 from controller.flyapi import MachinesClient
 from controller.loading.loader import LoadResult, load_dir
 from controller.model.actual import LiveMachine
@@ -64,6 +65,9 @@ exit codes:
              leases released), 143 on SIGTERM
   adopt      0 adopted (or nothing to adopt); 1 error or no confirmation;
              4 a machine changed since listed, or its lease stayed held
+  restart    0 every machine restarted (or none running); 1 error or no
+             confirmation; 3 partial (halted rollout, unhealthy, changed meanwhile);
+             4 leases still held by someone else after --lease-wait
   emulator   0 stopped cleanly; 1 bad arguments
   (argparse usage errors exit 2)
 
@@ -132,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_parser(sub)
     add_adopt_parser(sub, DEFAULT_DIR)
+    add_restart_parser(sub, DEFAULT_DIR)
 
     apply_cmd = sub.add_parser(
         "apply",
@@ -217,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "adopt":
             return _cmd_adopt(args)
+        if args.command == "restart":
+            return _cmd_restart(args)
         from controller.cli.demo import run_demo  # args.command == "demo" (argparse enforces it)
 
         return run_demo()
@@ -322,7 +329,7 @@ async def _plan_apps(
     async with _client(apps, embedded=embedded) as client:
         for desired in apps:
             try:
-                live = await list_live(client, desired.app)
+                live, missing = await list_desired(client, desired)
             except FlyAPIError as exc:
                 failures.append(
                     PlanError(
@@ -333,7 +340,7 @@ async def _plan_apps(
                     )
                 )
                 continue
-            plans.append(plan(desired, live, prune=prune))
+            plans.append(plan(desired, live, prune=prune, app_missing=missing))
             if lives is not None:
                 lives[desired.app] = live
     return plans, failures
@@ -477,6 +484,21 @@ def _cmd_adopt(args: argparse.Namespace) -> int:
         raise ConfigError(f"the desired-state file of app {args.app} is invalid")
     [desired] = _selected(loaded, [args.app])
     return adopt(
+        args,
+        desired,
+        client=lambda apps: _client(apps, embedded=args.embedded),
+        redact=REDACTOR.redact,
+    )
+
+
+def _cmd_restart(args: argparse.Namespace) -> int:
+    from controller.cli.restart import restart
+
+    loaded = _load(args.dir)
+    if args.app in loaded.blocked:
+        raise ConfigError(f"the desired-state file of app {args.app} is invalid")
+    [desired] = _selected(loaded, [args.app])
+    return restart(
         args,
         desired,
         client=lambda apps: _client(apps, embedded=args.embedded),

@@ -44,6 +44,9 @@ from controller.planning.render import render
 EMBEDDED_TOKEN = "embedded-emulator-token"  # noqa: S105 - not a credential
 EMBEDDED_URL = "http://127.0.0.1:4280"  # nominal: in-process requests never leave the process
 DEMO_ORG = "personal"
+#: The apps the demo's seeds describe (the shipped ``desired_state/`` examples).  Only these get a
+#: drifted fleet; any other app (a new file) starts empty, so its plan is creates only.
+DEMO_APPS = frozenset({"acme-web", "acme-jobs"})
 
 #: Production behaviour with boot latency and checks shortened so a demo takes seconds.
 DEMO_BEHAVIOUR = Behaviour(boot_seconds=0.2, stop_seconds=0.1, checks_pass_seconds=0.2)
@@ -68,8 +71,20 @@ async def seed_drifted(client: MachinesClient, desired: DesiredApp) -> None:
         )
 
 
+async def seed_embedded(client: MachinesClient, desired: DesiredApp) -> None:
+    """Seed one app for ``--embedded``: drift for the demo's own apps, an empty app otherwise.
+
+    Inventing drift for a file the seeds do not describe would show updates and unmanaged
+    machines nobody made; a new file must plan creates only, as it would on a fresh Fly app.
+    """
+    if desired.app in DEMO_APPS:
+        await seed_drifted(client, desired)
+    elif desired.org is None:  # with org: the app stays missing, and the plan creates it
+        await client.create_app(desired.app, DEMO_ORG)
+
+
 async def embedded_emulator(apps: Sequence[DesiredApp]) -> Starlette:
-    """An in-process emulator seeded with a drifted fleet for ``apps``."""
+    """An in-process emulator seeded for ``apps`` (see :func:`seed_embedded`)."""
     app = build_app(seed=2026, behaviour=DEMO_BEHAVIOUR, token=EMBEDDED_TOKEN)
     transport = EmulatorTransport(app)
     async with httpx.AsyncClient(transport=transport, base_url=EMBEDDED_URL) as http:
@@ -77,7 +92,7 @@ async def embedded_emulator(apps: Sequence[DesiredApp]) -> Starlette:
             http, token=SecretStr(EMBEDDED_TOKEN), clock=SystemClock(), rng=random.Random()
         )
         for desired in apps:
-            await seed_drifted(client, desired)
+            await seed_embedded(client, desired)
     return app
 
 

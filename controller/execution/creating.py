@@ -15,8 +15,15 @@ import logging
 
 from controller.core.errors import FlyAPIError, RateLimited
 from controller.execution.leasing import HeldLease
-from controller.execution.operations import Attempts, MachineOps, ambiguous, to_live_machine
+from controller.execution.operations import (
+    Attempts,
+    ExecutionContext,
+    MachineOps,
+    ambiguous,
+    to_live_machine,
+)
 from controller.execution.outcomes import MachineResult, Outcome
+from controller.execution.volumes import VolumePicker
 from controller.execution.waiting import MachineGone, Unhealthy
 from controller.flyapi import Machine
 from controller.model.actual import LAUNCH_KEY
@@ -33,6 +40,11 @@ _CREATE_LEASE_SKEW = 30.0
 
 class CreateOps(MachineOps):
     """The create operation (see the module docstring)."""
+
+    def __init__(self, ctx: ExecutionContext) -> None:
+        super().__init__(ctx)
+        self.volumes = VolumePicker(ctx.client, ctx.desired.app)
+        """The volumes of this app run's creates (groups with ``mounts:``)."""
 
     async def create(self, action: Create, group: DesiredGroup | None) -> MachineResult:
         """Apply one planned create; always returns its result (API errors included).
@@ -81,7 +93,7 @@ class CreateOps(MachineOps):
                 self.app,
                 machine.id,
                 version,
-                running=True,
+                running=not action.skip_launch,  # state: stopped: created, never booted
                 wait_timeout=wait_timeout,
                 just_created=True,
                 since=written,
@@ -110,7 +122,9 @@ class CreateOps(MachineOps):
             Outcome.OK,
             machine_id=machine.id,
             attempts=attempts.n,
-            message=f"created, running version {version}",
+            message=f"created (not started), version {version}"
+            if action.skip_launch
+            else f"created, running version {version}",
             version=version,
         )
 
@@ -119,7 +133,7 @@ class CreateOps(MachineOps):
     ) -> tuple[Machine, HeldLease | None]:
         """Create the machine, or find the one an ambiguous failure created anyway."""
         settings = self.ctx.settings
-        config = with_launch(action.config, launch_id)
+        config = with_launch(await self.volumes.config_for(action), launch_id)
         ttl = self.ctx.leaser.policy.ttl
         last: FlyAPIError | None = None
         for attempt in range(1, settings.create_attempts + 1):
@@ -128,7 +142,11 @@ class CreateOps(MachineOps):
             self.progress(action, "writing", f"create in {action.region}")
             try:
                 machine = await self.client.create_machine(
-                    self.app, config=config, region=action.region, lease_ttl=ttl
+                    self.app,
+                    config=config,
+                    region=action.region,
+                    lease_ttl=ttl,
+                    skip_launch=action.skip_launch,
                 )
             except RateLimited as exc:  # never executed: wait as asked, send it again
                 last = exc

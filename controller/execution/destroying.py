@@ -78,7 +78,26 @@ class DestroyOps(MachineOps):
             raise MachineGone("machine not found") from None
         held.released = True  # the lease goes with the machine
         await self.wait_destroyed(action.machine_id)
-        return self.result(action, Outcome.OK, attempts=attempts.n, message="destroyed")
+        message = "destroyed" + await self.prune_volumes(action)
+        return self.result(action, Outcome.OK, attempts=attempts.n, message=message)
+
+    async def prune_volumes(self, action: Destroy) -> str:
+        """Destroy the machine's volumes (``prune_volumes: true``); a note for the result.
+
+        A volume that cannot be destroyed (still attached: 412) is kept and named; the
+        machine's destroy still succeeded.
+        """
+        notes = []
+        for volume_id in action.volumes:
+            try:
+                await self.client.destroy_volume(self.app, volume_id)
+            except NotFound:
+                notes.append(f"volume {volume_id} already gone")
+            except FlyAPIError as exc:
+                notes.append(f"volume {volume_id} kept ({exc.error_class}: {exc.message})")
+            else:
+                notes.append(f"volume {volume_id} destroyed")
+        return f"; {', '.join(notes)}" if notes else ""
 
     async def wait_destroyed(self, machine_id: str) -> None:
         """Wait (bounded by ``destroy_wait``) for ``destroyed``; never fails the action."""

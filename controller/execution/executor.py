@@ -38,6 +38,8 @@ from collections.abc import Callable
 import anyio
 
 from controller.clock import Clock
+from controller.core.errors import FlyAPIError
+from controller.core.retry import is_fatal
 from controller.execution.creating import CreateOps
 from controller.execution.destroying import DestroyOps
 from controller.execution.leasing import Leaser
@@ -53,6 +55,7 @@ from controller.execution.outcomes import (
     Event,
     MachineResult,
     Outcome,
+    one_line,
 )
 from controller.execution.rollout import (
     ExecutorSettings,
@@ -60,11 +63,12 @@ from controller.execution.rollout import (
     batch_size,
     group_work,
 )
+from controller.execution.transitions import TransitionOps
 from controller.execution.updating import UpdateOps
 from controller.execution.waiting import Waiter
 from controller.flyapi import MachinesClient
 from controller.model.desired import DesiredApp, DesiredGroup
-from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
+from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Restart, Start, Stop, Update
 
 __all__ = [
     "Executor",
@@ -121,6 +125,18 @@ class Executor:
             raise ValueError(f"plan for {app_plan.app!r} but desired state for {desired.app!r}")
         if app_plan.needs_relist:
             raise ValueError("this plan needs a re-list before it may create machines")
+        if app_plan.create_app is not None and app_plan.refused is None:
+            failed = await self._create_app(app_plan.app, app_plan.create_app)
+            if failed is not None:
+                return AppResult(
+                    app=app_plan.app,
+                    plan=app_plan,
+                    error_class=failed.error_class,
+                    message=one_line(f"creating app failed: {failed.message or failed}"),
+                    request_id=failed.request_id,
+                    relisted=relisted,
+                    error_fatal=is_fatal(failed),
+                )
         ctx = ExecutionContext(
             client=self.client,
             clock=self.clock,
@@ -136,6 +152,21 @@ class Executor:
         )
         results = await _AppRun(ctx, app_plan).run()
         return AppResult(app=app_plan.app, results=results, plan=app_plan, relisted=relisted)
+
+    async def _create_app(self, app: str, org: str) -> FlyAPIError | None:
+        """``POST /v1/apps`` (the plan's ``+ create app``); None once the app exists.
+
+        Creating is not retried by the client (not idempotent): when it fails, the app may
+        still exist (someone else made it, or an answer was lost), so one read decides.
+        """
+        try:
+            await self.client.create_app(app, org)
+        except FlyAPIError as exc:
+            try:
+                await self.client.get_app(app)
+            except FlyAPIError:
+                return exc
+        return None
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to ``on_event``.
@@ -187,6 +218,7 @@ class _AppRun:
         self.updates = UpdateOps(ctx)
         self.creates = CreateOps(ctx)
         self.destroys = DestroyOps(ctx)
+        self.transitions = TransitionOps(ctx)
         self.result = self.ops.result
         self._index = {id(a): i for i, a in enumerate(app_plan.actions)}
         self._results: list[MachineResult | None] = [None] * len(app_plan.actions)
@@ -223,17 +255,27 @@ class _AppRun:
             async with anyio.create_task_group() as tg:
                 for create in work.creates:
                     tg.start_soon(self._task, create, work, limiter)
-        if not work.updates:
+        if not work.updates and not work.transitions:
             return
         # A sliding window: at most max_unavailable machines of the group are being updated;
         # the next starts as soon as one finishes (not in fixed batches).  A machine that
         # fails its health gate halts the group: queued ones are refused by the gate once
-        # they get a slot, in-flight ones finish.
-        machines = len(work.creates) + len(work.updates) + len(work.noops)
+        # they get a slot, in-flight ones finish.  Starts, stops and restarts share the window.
+        machines = len(work.creates) + len(work.updates) + len(work.noops) + len(work.transitions)
         window = anyio.CapacityLimiter(batch_size(work.group, machines))
         async with anyio.create_task_group() as tg:
             for update in work.updates:
                 tg.start_soon(self._update, update, work, window)
+            for transition in work.transitions:
+                tg.start_soon(self._transition, transition, work, window)
+
+    async def _transition(
+        self, action: Start | Stop | Restart, work: GroupWork, window: anyio.CapacityLimiter
+    ) -> None:
+        result = self._skipped(action, work) or await self.transitions.transition(
+            action, work.group, window=window, gate=lambda: self._skipped(action, work)
+        )
+        self.record(action, result)
 
     async def _update(self, action: Update, work: GroupWork, window: anyio.CapacityLimiter) -> None:
         result = self._skipped(action, work) or await self.updates.update(
@@ -261,6 +303,8 @@ class _AppRun:
             return await self.updates.update(action, group)
         if isinstance(action, Destroy):
             return await self.destroys.destroy(action)
+        if isinstance(action, Start | Stop | Restart):
+            return await self.transitions.transition(action, group)
         return self.result(action, Outcome.NOOP, message=action.reason)
 
     def _skipped(self, action: Action, work: GroupWork) -> MachineResult | None:

@@ -48,7 +48,7 @@ from controller.execution.waiting import Waiter
 from controller.flyapi import Machine, MachinesClient
 from controller.model.actual import CheckStatus, LiveMachine
 from controller.model.desired import DesiredApp
-from controller.planning.plan import Create, Destroy, NoOp, Update
+from controller.planning.plan import Create, Destroy, NoOp, Restart, Start, Stop, Update
 
 __all__ = [
     "Action",
@@ -63,7 +63,7 @@ __all__ = [
     "to_live_machine",
 ]
 
-Action = Create | Update | Destroy | NoOp
+Action = Create | Update | Destroy | NoOp | Start | Stop | Restart
 
 
 def new_launch_id() -> str:
@@ -202,6 +202,13 @@ class MachineOps:
             message = f"version conflicts persisted after {attempts} attempts: {exc.message}"
         else:
             message = f"{exc.error_class}: {exc.message}" if exc.message else exc.error_class
+        if isinstance(exc, VolumeInUse):
+            message += (
+                " (Fly volumes attach to one machine at a time: the volume is still attached "
+                "to another machine, or its host has no room left for this one; the machine "
+                "must run on the volume's host, so free the volume or let the reconciler "
+                "make a new one by removing the old one with prune_volumes)"
+            )
         return self.result(
             action,
             outcome,
@@ -237,7 +244,7 @@ class MachineOps:
 
     async def leased(
         self,
-        action: Update | Destroy,
+        action: Update | Destroy | Start | Stop | Restart,
         body: Callable[[HeldLease], Awaitable[MachineResult]],
         *,
         window: anyio.CapacityLimiter | None = None,

@@ -35,7 +35,7 @@ __all__ = [
     "one_line",
 ]
 
-ActionKind = Literal["create", "update", "destroy", "noop"]
+ActionKind = Literal["create", "update", "destroy", "noop", "start", "stop", "restart"]
 Phase = Literal[
     "lease_wait", "leased", "replanned", "writing", "adopted", "waiting", "checking", "destroying"
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.core.errors import FlyAPIError
+from controller.core.errors import FlyAPIError, NotFound
 from controller.core.retry import is_fatal
 from controller.execution.executor import Executor, to_live_machine
 from controller.execution.outcomes import AppResult, one_line
@@ -28,7 +28,7 @@ from controller.model.actual import MANAGED_KEY, MANAGED_VALUE, LiveMachine
 from controller.model.desired import DesiredApp
 from controller.planning.plan import AppPlan, plan
 
-__all__ = ["Observed", "list_live", "observe_and_plan", "reconcile_app"]
+__all__ = ["Observed", "list_desired", "list_live", "observe_and_plan", "reconcile_app"]
 
 #: Pause before the confirming re-list of a suspicious listing (seconds, on the executor clock).
 RELIST_DELAY = 2.0
@@ -58,6 +58,30 @@ async def list_live(
     return tuple(to_live_machine(found[k]) for k in sorted(found))
 
 
+async def list_desired(
+    client: MachinesClient, desired: DesiredApp, *, confirm_managed: bool = False
+) -> tuple[tuple[LiveMachine, ...], bool]:
+    """:func:`list_live` for ``desired.app`` and whether the app is missing.
+
+    Listing an app Fly does not know answers 404.  With ``org:`` in the file that is a plan
+    to create the app (``(), True``); without it, the :class:`NotFound` is raised again with a
+    message saying how to fix it.
+    """
+    try:
+        return await list_live(client, desired.app, confirm_managed=confirm_managed), False
+    except NotFound as exc:
+        if desired.org is not None:
+            return (), True
+        raise NotFound(
+            method=exc.method,
+            path=exc.path,
+            status=exc.status,
+            request_id=exc.request_id,
+            detail=f"app {desired.app} not found; create it with `fly apps create` "
+            "or set org: in the file",
+        ) from exc
+
+
 async def observe_and_plan(
     desired: DesiredApp,
     *,
@@ -70,19 +94,20 @@ async def observe_and_plan(
     """List, plan, and re-list once (then re-plan) when the plan asks for it.  Raises
     :class:`~controller.core.errors.FlyAPIError` when listing fails."""
     client = executor.client
-    live = await list_live(client, desired.app)
+    live, missing = await list_desired(client, desired)
     app_plan = plan(
         desired,
         live,
         allow_empty=allow_empty,
         prune=prune,
         previous_managed_count=previous_managed_count,
+        app_missing=missing,
     )
     if not app_plan.needs_relist:
         return Observed(app_plan, live)
     await executor.clock.sleep(relist_delay)
-    live = await list_live(client, desired.app, confirm_managed=True)
-    app_plan = plan(desired, live, allow_empty=allow_empty, prune=prune)
+    live, missing = await list_desired(client, desired, confirm_managed=True)
+    app_plan = plan(desired, live, allow_empty=allow_empty, prune=prune, app_missing=missing)
     return Observed(app_plan, live, relisted=True)
 
 

@@ -22,7 +22,7 @@ from controller.core.retry import Backoff, RetryPolicy
 from controller.execution.leasing import LeasePolicy
 from controller.execution.waiting import WaitPolicy
 from controller.model.desired import DesiredApp, DesiredGroup
-from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
+from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Restart, Start, Stop, Update
 
 __all__ = ["ExecutorSettings", "GroupWork", "batch_size", "batches", "group_work"]
 
@@ -129,6 +129,8 @@ class GroupWork:
     updates: tuple[Update, ...] = ()
     destroys: tuple[Destroy, ...] = ()
     noops: tuple[NoOp, ...] = ()
+    transitions: tuple[Start | Stop | Restart, ...] = ()
+    """Starts, stops and restarts: rolled in the update window, after the updates."""
 
 
 def group_work(plan: AppPlan, desired: DesiredApp) -> list[GroupWork]:
@@ -150,6 +152,7 @@ def group_work(plan: AppPlan, desired: DesiredApp) -> list[GroupWork]:
                 updates=tuple(a for a in acts if isinstance(a, Update)),
                 destroys=tuple(a for a in acts if isinstance(a, Destroy)),
                 noops=tuple(a for a in acts if isinstance(a, NoOp)),
+                transitions=tuple(a for a in acts if isinstance(a, Start | Stop | Restart)),
             )
         )
     return out

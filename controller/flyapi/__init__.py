@@ -25,6 +25,7 @@ from controller.flyapi.models import (
     MachineEvent,
     MachinesPage,
     Organization,
+    Volume,
     WaitResult,
 )
 from controller.flyapi.ratelimit import RateLimiter, RateLimits
@@ -46,6 +47,7 @@ __all__ = [
     "RateLimiter",
     "RateLimits",
     "ResponseEvent",
+    "Volume",
     "WaitResult",
     "parse_error_envelope",
     "parse_retry_after",

@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -54,7 +55,14 @@ from controller.flyapi.endpoints import (
 )
 from controller.flyapi.exchange import Exchange, ResponseEvent
 from controller.flyapi.lease_calls import LeaseCalls
-from controller.flyapi.models import ActionResult, App, Machine, MachinesPage, WaitResult
+from controller.flyapi.models import (
+    ActionResult,
+    App,
+    Machine,
+    MachinesPage,
+    Volume,
+    WaitResult,
+)
 from controller.flyapi.ratelimit import RateLimiter, RateLimits
 from controller.flyapi.responses import decode, decode_list
 from controller.settings import Settings
@@ -214,6 +222,40 @@ class MachinesClient(LeaseCalls):
         response = await self._call("apps.create", "/v1/apps", scope=org_slug, json=body)
         created = decode(App, response, "apps.create")
         return created if created.name else created.model_copy(update={"name": app_name})
+
+    # ------------------------------------------------------------------ volumes
+
+    async def list_volumes(self, app: str) -> tuple[Volume, ...]:
+        """``GET /v1/apps/{app}/volumes``."""
+        response = await self._call("volumes.list", f"{app_path(app)}/volumes", scope=app)
+        return decode_list(Volume, response, "volumes.list")
+
+    async def create_volume(
+        self,
+        app: str,
+        *,
+        name: str,
+        region: str,
+        size_gb: int,
+        encrypted: bool | None = None,
+    ) -> Volume:
+        """``POST /v1/apps/{app}/volumes``.  Not retried after ambiguous failures (a volume
+        may have been made anyway: the caller lists before trying again)."""
+        body: dict[str, Any] = {"name": name, "region": region, "size_gb": size_gb}
+        if encrypted is not None:
+            body["encrypted"] = encrypted
+        response = await self._call(
+            "volumes.create", f"{app_path(app)}/volumes", scope=app, json=body
+        )
+        return decode(Volume, response, "volumes.create")
+
+    async def destroy_volume(self, app: str, volume_id: str) -> None:
+        """``DELETE /v1/apps/{app}/volumes/{id}`` (412 while attached to a live machine)."""
+        await self._call(
+            "volumes.destroy",
+            f"{app_path(app)}/volumes/" + quote(volume_id, safe=""),
+            scope=app,
+        )
 
     # ------------------------------------------------------------------ machines: read
 
@@ -403,6 +445,25 @@ class MachinesClient(LeaseCalls):
     ) -> ActionResult:
         """``POST .../{id}/start``.  Not retried after ambiguous failures."""
         return await self._action("machines.start", app, machine_id, "/start", nonce=nonce)
+
+    async def restart_machine(
+        self, app: str, machine_id: str, *, nonce: str | None = None
+    ) -> ActionResult:
+        """``POST .../{id}/restart`` (a started machine: stop, then start).  Not retried after
+        ambiguous failures; a 429 (Fly's per-machine restart limit) is waited out and resent."""
+        return await self._action("machines.restart", app, machine_id, "/restart", nonce=nonce)
+
+    async def set_metadata(
+        self, app: str, machine_id: str, key: str, value: str, *, nonce: str | None = None
+    ) -> None:
+        """``POST .../{id}/metadata/{key}`` with ``{"value": value}`` (204).  Idempotent."""
+        await self._call(
+            "machines.metadata.set",
+            machine_path(app, machine_id) + "/metadata/" + quote(key, safe=""),
+            scope=machine_scope(app, machine_id),
+            json={"value": value},
+            headers=nonce_header(nonce),
+        )
 
     async def stop_machine(
         self,

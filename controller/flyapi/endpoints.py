@@ -45,8 +45,13 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint("machines.update", "POST", "action", idempotent=False),
         Endpoint("machines.start", "POST", "action", idempotent=False),
         Endpoint("machines.stop", "POST", "action", idempotent=False),
+        Endpoint("machines.restart", "POST", "action", idempotent=False),
+        Endpoint("machines.metadata.set", "POST", "action", idempotent=True),
         Endpoint("machines.destroy", "DELETE", "action", idempotent=True),
         Endpoint("machines.wait", "GET", "action", idempotent=True),
+        Endpoint("volumes.list", "GET", "read", idempotent=True),
+        Endpoint("volumes.create", "POST", "action", idempotent=False),
+        Endpoint("volumes.destroy", "DELETE", "action", idempotent=True),
         Endpoint("leases.get", "GET", "read", idempotent=True),
         # Acquire and refresh are the same Fly action (POST .../lease): one rate bucket.
         Endpoint("leases.acquire", "POST", "action", idempotent=False, bucket="leases.post"),

@@ -190,3 +190,16 @@ class App(_Model):
     name: str = ""
     status: str | None = None
     organization: Organization | None = None
+
+
+class Volume(_Model):
+    """A Fly volume (single-attach: ``attached_machine_id`` is its one machine, if any)."""
+
+    id: str
+    name: str = ""
+    state: str = ""
+    region: str = ""
+    size_gb: int | None = None
+    encrypted: bool | None = None
+    attached_machine_id: str | None = None
+    created_at: str | None = None

@@ -29,6 +29,7 @@ __all__ = [
     "MANAGED_KEY",
     "MANAGED_VALUE",
     "RECONCILER_PREFIX",
+    "RESTART_KEY",
     "SLOT_KEY",
     "SPEC_KEY",
     "CheckStatus",
@@ -44,6 +45,11 @@ GROUP_KEY = "reconciler/group"
 SLOT_KEY = "reconciler/slot"
 SPEC_KEY = "reconciler/spec"
 LAUNCH_KEY = "reconciler/launch"
+RESTART_KEY = "reconciler_restart_generation"
+"""The group's ``restart_generation`` last applied to the machine (a restart, a create or an
+update): a different desired value plans a restart.  Written after a restart through the
+metadata API (``POST .../metadata/{key}``), whose path cannot carry a ``/``: hence no
+``reconciler/`` prefix."""
 MANAGED_VALUE = "true"
 IDENTITY_KEYS = (MANAGED_KEY, GROUP_KEY, SLOT_KEY, SPEC_KEY, LAUNCH_KEY)
 

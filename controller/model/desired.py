@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
@@ -142,6 +142,14 @@ def _app_name(value: str) -> str:
     return value
 
 
+def _org_slug(value: str | None) -> str | None:
+    if value is not None and not _APP_NAME.match(value):
+        raise ValueError(
+            f"invalid org slug {value!r}: lowercase letters, digits and '-' (see `fly orgs list`)"
+        )
+    return value
+
+
 def _group_name(value: str) -> str:
     if not _GROUP_NAME.match(value):
         raise ValueError(
@@ -175,6 +183,42 @@ def _max_unavailable(value: object) -> float | int:
     return value  # type: ignore[return-value]  # narrowed above
 
 
+_VOLUME_NAME = re.compile(r"^[a-z0-9_]{1,30}$")
+
+
+def _volume_name(value: str) -> str:
+    if not _VOLUME_NAME.match(value):
+        raise ValueError(
+            f"invalid volume name {value!r}: lowercase letters, digits and underscores, "
+            "at most 30 characters"
+        )
+    return value
+
+
+class VolumeSpec(StrictModel):
+    """The volume each machine of a group gets (Fly volumes attach to one machine)."""
+
+    name: Annotated[str, AfterValidator(_volume_name)]
+    size_gb: Annotated[int, Field(ge=1, le=500)] = 1
+    encrypted: bool | None = None
+
+
+class VolumeMount(StrictModel):
+    """``mounts[]`` of a group: a volume per machine, made in the machine's region."""
+
+    path: Annotated[str, Field(pattern=r"^/")]
+    volume: VolumeSpec
+
+
+RunState = Literal["started", "stopped"]
+"""A group's desired run state (``state:``)."""
+
+
+def autostopped(config: MachineConfig) -> bool:
+    """Fly stops and starts this group's machines itself (a service with autostop on)."""
+    return any(s.autostop in ("stop", "suspend") for s in config.services or ())
+
+
 class UpdatePolicy(StrictModel):
     """Rolling-update policy of a group (applied by the executor)."""
 
@@ -203,6 +247,15 @@ class GroupSpec(StrictModel):
     regions: dict[Region, NonNegative] = Field(default_factory=dict)
     config: MachineConfig = Field(default_factory=MachineConfig)
     update: UpdatePolicy = Field(default_factory=UpdatePolicy)
+    state: RunState | None = None
+    """``started`` or ``stopped`` (workers, standby pools); unset: leave the run state alone
+    (autostop-managed groups must leave it unset: Fly starts and stops those)."""
+    restart_generation: Annotated[int, Field(ge=0)] | None = None
+    """Bump it to restart every machine of the group once (a rolling restart in the update
+    window, health-gated); the applied value is kept in each machine's metadata."""
+    mounts: Annotated[list[VolumeMount], Field(max_length=1)] = Field(default_factory=list)
+    """A volume per machine (Fly machines mount at most one): created in the slot's region and
+    attached when the machine is created; never destroyed unless ``prune_volumes: true``."""
 
 
 class Defaults(StrictModel):
@@ -215,6 +268,8 @@ class DesiredFile(StrictModel):
     """One desired-state file, as written."""
 
     app: Annotated[str, AfterValidator(_app_name)]
+    org: Annotated[str | None, AfterValidator(_org_slug)] = None
+    """The Fly organization slug: when set, ``apply`` creates the app if it does not exist."""
     defaults: Defaults = Field(default_factory=Defaults)
     groups: dict[GroupName, GroupSpec] = Field(default_factory=dict)
     prune: bool = False
@@ -227,6 +282,8 @@ class DesiredFile(StrictModel):
     """Refuse a plan creating more than this many machines at once."""
     paused: bool = False
     """Plan and change nothing for this app (an operator is fixing it by hand)."""
+    prune_volumes: bool = False
+    """Destroy the volumes of the machines the reconciler destroys (else they are kept)."""
     sensitive: list[str] = Field(default_factory=list)
     """Env names whose values are secret although written literally (shown as (sensitive))."""
     allow_latest: bool = False
@@ -246,6 +303,12 @@ class DesiredGroup(StrictModel):
     regions: dict[Region, NonNegative]
     config: MachineConfig
     update: UpdatePolicy
+    state: RunState | None = None
+    """The run state the group's machines are kept in, or None (left alone)."""
+    restart_generation: int | None = None
+    """See :attr:`GroupSpec.restart_generation`."""
+    mounts: tuple[VolumeMount, ...] = ()
+    """See :attr:`GroupSpec.mounts`."""
     shown_env: frozenset[str] = frozenset()
     """Env names whose values plans may show (literal in the file and not secret by
     :func:`~controller.core.redaction.env_is_secret`); any other env value is sensitive."""
@@ -262,10 +325,14 @@ class DesiredApp(StrictModel):
     app: str
     groups: tuple[DesiredGroup, ...]
     """In file order (the order the executor rolls them)."""
+    org: str | None = None
+    """The org slug to create the app in when it is missing (``org:``), or None."""
     prune: bool = False
     detect_only: bool = False
     max_destroy: float = DEFAULT_MAX_DESTROY
     max_create: int = DEFAULT_MAX_CREATE
+    prune_volumes: bool = False
+    """Destroy a destroyed machine's volumes too (``prune_volumes: true``)."""
     source: str | None = None
     """The file it came from, for messages."""
     paused: str | None = None
@@ -448,6 +515,22 @@ def build_app(
                     "memory_mb is required when the guest is not shared-cpu-1x",
                 )
             )
+        if spec.mounts and config.mounts:
+            issues.append(
+                Issue(
+                    (*where, "mounts"),
+                    "declare volumes in the group's mounts: (a volume per machine), "
+                    "not in config.mounts",
+                )
+            )
+        if spec.state is not None and autostopped(config):
+            issues.append(
+                Issue(
+                    ("groups", name, "state"),
+                    "this group's services autostop: Fly starts and stops its machines, so "
+                    'state: must be left unset (or set autostop: "off")',
+                )
+            )
         declared_env.update(n for n, _ in _env_entries(config.to_wire()))
         groups.append(
             DesiredGroup(
@@ -455,6 +538,9 @@ def build_app(
                 regions=dict(spec.regions),
                 config=config,
                 update=spec.update,
+                state=spec.state,
+                restart_generation=spec.restart_generation,
+                mounts=tuple(spec.mounts),
                 shown_env=_shown_env(config, referenced=frozenset(referenced), listed=listed),
             )
         )
@@ -474,10 +560,12 @@ def build_app(
     return DesiredApp(
         app=file.app,
         groups=tuple(groups),
+        org=file.org,
         prune=file.prune,
         detect_only=file.detect_only,
         max_destroy=file.max_destroy,
         max_create=file.max_create,
+        prune_volumes=file.prune_volumes,
         source=source,
         paused="paused: true in the file" if file.paused else None,
     )

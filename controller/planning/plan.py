@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -67,13 +67,14 @@ from controller.model.actual import (
     MANAGED_KEY,
     MANAGED_VALUE,
     RECONCILER_PREFIX,
+    RESTART_KEY,
     SLOT_KEY,
     SPEC_KEY,
     LiveMachine,
     format_slot,
     parse_slot,
 )
-from controller.model.desired import FLY_METADATA_PREFIX, DesiredApp, DesiredGroup
+from controller.model.desired import FLY_METADATA_PREFIX, DesiredApp, DesiredGroup, VolumeMount
 from controller.planning.normalize import FieldChange, canonical, diff, passthrough_paths, spec_hash
 
 __all__ = [
@@ -89,6 +90,10 @@ __all__ = [
     "NoOp",
     "Orphan",
     "Refused",
+    "Restart",
+    "Start",
+    "Stop",
+    "Transition",
     "Unmanaged",
     "Update",
     "plan",
@@ -116,6 +121,8 @@ class DriftKind(StrEnum):
     """A desired slot has no machine."""
     EXTRA = "extra"
     """A managed machine that should not exist (scale down, duplicate, pruned orphan)."""
+    RUN_STATE = "run_state"
+    """The machine is started in a ``state: stopped`` group, or stopped in a ``started`` one."""
 
 
 # ------------------------------------------------------------------------------ actions
@@ -131,6 +138,10 @@ class Create:
     config: Mapping[str, Any] = field(repr=False)
     diff: tuple[FieldChange, ...] = ()
     reason: str = "slot has no machine"
+    skip_launch: bool = False
+    """Create it without booting it (``state: stopped``)."""
+    mounts: tuple[VolumeMount, ...] = ()
+    """Volumes to find (unattached, same name and region) or make, and mount at create."""
     kind: ClassVar[str] = "create"
     machine_id: ClassVar[None] = None
 
@@ -161,6 +172,8 @@ class Destroy:
     group: str | None
     region: str
     reason: str
+    volumes: tuple[str, ...] = ()
+    """Volume ids to destroy after the machine (``prune_volumes: true``), else none."""
     kind: ClassVar[str] = "destroy"
 
 
@@ -178,7 +191,56 @@ class NoOp:
     kind: ClassVar[str] = "noop"
 
 
-Action = Create | Update | Destroy | NoOp
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Start a stopped machine of a ``state: started`` group (under its lease, health-gated).
+    ``generation``: the restart generation to record afterwards (a start is a fresh boot)."""
+
+    machine_id: str
+    slot: str
+    group: str
+    region: str
+    current_version: str
+    reason: str
+    generation: str | None = None
+    kind: ClassVar[str] = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop a running machine of a ``state: stopped`` group (under its lease)."""
+
+    machine_id: str
+    slot: str
+    group: str
+    region: str
+    current_version: str
+    reason: str
+    generation: str | None = None
+    kind: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Restart a machine whose group's ``restart_generation`` changed (in the group's window,
+    health-gated), then record ``generation`` in its metadata.  A machine that is not
+    ``running`` is not restarted: only the generation is recorded."""
+
+    machine_id: str
+    slot: str
+    group: str
+    region: str
+    current_version: str
+    reason: str
+    generation: str | None = None
+    running: bool = True
+    kind: ClassVar[str] = "restart"
+
+
+Transition = Start | Stop | Restart
+"""Actions that change a machine's run state, never its config."""
+
+Action = Create | Update | Destroy | NoOp | Start | Stop | Restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +302,8 @@ class AppPlan:
     source: str | None = None
     paused: str | None = None
     """Why nothing was planned (the app is paused), or None."""
+    create_app: str | None = None
+    """The org slug the missing app is created in before anything else (``+ create app``)."""
 
     @property
     def creates(self) -> tuple[Create, ...]:
@@ -257,14 +321,19 @@ class AppPlan:
         return tuple(a for a in self.actions if isinstance(a, Destroy))
 
     @property
-    def changes(self) -> tuple[Create | Update | Destroy, ...]:
+    def transitions(self) -> tuple[Transition, ...]:
+        """The start, stop and restart actions, in plan order."""
+        return tuple(a for a in self.actions if isinstance(a, Start | Stop | Restart))
+
+    @property
+    def changes(self) -> tuple[Create | Update | Destroy | Transition, ...]:
         """Every mutating action, in plan order."""
         return tuple(a for a in self.actions if not isinstance(a, NoOp))
 
     @property
     def has_changes(self) -> bool:
         """Anything to create, update or destroy (refused or not)."""
-        return any(not isinstance(a, NoOp) for a in self.actions)
+        return self.create_app is not None or any(not isinstance(a, NoOp) for a in self.actions)
 
 
 def with_launch(config: Mapping[str, Any], launch_id: str) -> dict[str, Any]:
@@ -318,8 +387,13 @@ class _Target:
         metadata[GROUP_KEY] = self.group.name
         metadata[SLOT_KEY] = slot
         metadata[SPEC_KEY] = self.hash
+        if self.group.restart_generation is not None:
+            metadata[RESTART_KEY] = str(self.group.restart_generation)
         if live is not None and live.launch:
             metadata[LAUNCH_KEY] = live.launch
+        if live is not None and self.group.mounts and live.config.get("mounts"):
+            # the attached volume stays: an update without it would detach it
+            return {**self.wire, "mounts": live.config["mounts"], "metadata": metadata}
         return {**self.wire, "metadata": metadata}
 
 
@@ -369,7 +443,7 @@ def _identity_stripped(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**config, "metadata": kept}
 
 
-_VOLATILE_KEYS = (SLOT_KEY, LAUNCH_KEY, SPEC_KEY, GROUP_KEY, MANAGED_KEY)
+_VOLATILE_KEYS = (SLOT_KEY, LAUNCH_KEY, SPEC_KEY, GROUP_KEY, MANAGED_KEY, RESTART_KEY)
 
 
 def _best_first(machines: list[LiveMachine]) -> list[LiveMachine]:
@@ -377,10 +451,34 @@ def _best_first(machines: list[LiveMachine]) -> list[LiveMachine]:
     return sorted(machines, key=lambda m: (m.state == "started", m.created_at, m.id), reverse=True)
 
 
-def _compare(
-    target: _Target, slot: str, machine: LiveMachine, canon: _Canonicalizer
-) -> Update | NoOp:
-    view = canon(_identity_stripped(machine.config), target.extra)
+_RUNNING_STATES = frozenset({"started", "starting"})
+
+
+def _run_state(target: _Target, slot: str, machine: LiveMachine, noop: NoOp) -> Action:
+    """A machine whose config is in sync: start, stop or restart it when its group asks."""
+    group = target.group
+    wanted = None if group.restart_generation is None else str(group.restart_generation)
+    stale = wanted if wanted is not None and machine.metadata.get(RESTART_KEY) != wanted else None
+    where = (machine.id, slot, group.name, machine.region, machine.version)
+    if group.state == "stopped" and machine.state in _RUNNING_STATES:
+        return Stop(*where, f"group {group.name} is declared stopped", stale)
+    if group.state == "started" and machine.state in SKIP_LAUNCH_STATES:
+        return Start(*where, f"group {group.name} is declared started ({machine.state})", stale)
+    if stale is not None:
+        before = machine.metadata.get(RESTART_KEY) or "none"
+        running = machine.state in _RUNNING_STATES
+        reason = f"restart_generation {before} -> {stale}"
+        if not running:
+            reason += f" ({machine.state}: recorded, not restarted)"
+        return Restart(*where, reason, stale, running)
+    return noop
+
+
+def _compare(target: _Target, slot: str, machine: LiveMachine, canon: _Canonicalizer) -> Action:
+    config = _identity_stripped(machine.config)
+    if target.group.mounts and "mounts" in config:  # made at create, kept as they are
+        config = {k: v for k, v in config.items() if k != "mounts"}
+    view = canon(config, target.extra)
     group, region = target.group.name, machine.region
     if view.canonical == target.canonical:
         stale = machine.spec != target.hash
@@ -389,12 +487,13 @@ def _compare(
         ) and {
             k: v
             for k, v in machine.metadata.items()
-            if not k.startswith((RECONCILER_PREFIX, FLY_METADATA_PREFIX))
+            if not k.startswith((RECONCILER_PREFIX, FLY_METADATA_PREFIX)) and k != RESTART_KEY
         } == target.user_metadata
         reason = "in sync" if raw_same else "in sync (only fields Fly fills or rewrites differ)"
         if stale:
             reason += "; spec tag outdated"
-        return NoOp(machine.id, slot, group, region, reason, stale_spec=stale)
+        noop = NoOp(machine.id, slot, group, region, reason, stale_spec=stale)
+        return _run_state(target, slot, machine, noop)
     file_changed = machine.spec != target.hash
     out_of_band = machine.spec != view.spec_hash()
     if file_changed and out_of_band:
@@ -415,7 +514,11 @@ def _compare(
         config=target.request(slot, machine),
         diff=view.diff_to(target),
         reason=reason,
-        skip_launch=machine.state in SKIP_LAUNCH_STATES,
+        skip_launch=(
+            machine.state in SKIP_LAUNCH_STATES
+            if target.group.state is None
+            else target.group.state == "stopped"
+        ),
         drift=drift,
     )
 
@@ -451,7 +554,20 @@ def _plan_region(
         if index not in slots:
             slot = format_slot(group, region, index)
             per_index.append(
-                (index, [Create(slot, group, region, target.request(slot), target.create_diff)])
+                (
+                    index,
+                    [
+                        Create(
+                            slot,
+                            group,
+                            region,
+                            target.request(slot),
+                            target.create_diff,
+                            skip_launch=target.group.state == "stopped",
+                            mounts=target.group.mounts,
+                        )
+                    ],
+                )
             )
             missing -= 1
         index += 1
@@ -459,7 +575,14 @@ def _plan_region(
     return [action for _, acts in per_index for action in acts]
 
 
-def _as_drift(action: Create | Update | Destroy) -> DriftReport:
+def _volume_ids(machine: LiveMachine) -> tuple[str, ...]:
+    mounts = machine.config.get("mounts")
+    if not isinstance(mounts, list):
+        return ()
+    return tuple(str(m["volume"]) for m in mounts if isinstance(m, Mapping) and m.get("volume"))
+
+
+def _as_drift(action: Create | Update | Destroy | Start | Stop) -> DriftReport:
     if isinstance(action, Create):
         return DriftReport(
             DriftKind.MISSING, action.slot, action.group, action.region, None, action.reason
@@ -474,8 +597,9 @@ def _as_drift(action: Create | Update | Destroy) -> DriftReport:
             action.reason,
             action.diff,
         )
+    kind = DriftKind.EXTRA if isinstance(action, Destroy) else DriftKind.RUN_STATE
     return DriftReport(
-        DriftKind.EXTRA, action.slot, action.group, action.region, action.machine_id, action.reason
+        kind, action.slot, action.group, action.region, action.machine_id, action.reason
     )
 
 
@@ -512,11 +636,14 @@ def plan(
     prune: bool | None = None,
     previous_managed_count: int | None = None,
     relist_threshold: int = RELIST_THRESHOLD,
+    app_missing: bool = False,
 ) -> AppPlan:
     """Plan one app: what to create, update, destroy or leave alone.
 
     ``prune`` overrides the file's ``prune`` when not None.  ``previous_managed_count`` is the
     number of managed machines seen on the previous pass (None: unknown, no relist guard).
+    ``app_missing``: Fly does not know the app (``live`` is then empty); with ``org:`` in the
+    file the plan creates it first (``create_app``), a detect_only or paused app excepted.
     """
     prune_on = desired.prune if prune is None else prune
     targets = {g.name: _Target.of(g) for g in desired.groups}
@@ -557,6 +684,12 @@ def plan(
         else:
             orphans.append(Orphan(machine.id, machine.slot, machine.group, machine.region, why))
 
+    if desired.prune_volumes:
+        by_id = {m.id: m for m in live}
+        actions = [
+            replace(a, volumes=_volume_ids(by_id[a.machine_id])) if isinstance(a, Destroy) else a
+            for a in actions
+        ]
     if desired.only_groups is not None:
         wanted = frozenset(desired.only_groups)
         actions = [a for a in actions if a.group in wanted]
@@ -569,7 +702,8 @@ def plan(
     refused: Refused | None = None
     needs_relist = False
     if desired.detect_only:
-        drift = [_as_drift(a) for a in actions if not isinstance(a, NoOp)]
+        # a restart is a request, not drift: a detect_only app is never restarted
+        drift = [_as_drift(a) for a in actions if not isinstance(a, NoOp | Restart)]
         actions = [a for a in actions if isinstance(a, NoOp)]
     else:
         refused = _refusal(desired, managed, creates, destroys, allow_empty)
@@ -592,4 +726,9 @@ def plan(
         spec_hashes=tuple((name, t.hash) for name, t in targets.items()),
         source=desired.source,
         paused=desired.paused,
+        create_app=(
+            desired.org
+            if app_missing and not desired.detect_only and desired.paused is None
+            else None
+        ),
     )

@@ -38,7 +38,7 @@ from typing import Any
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.planning.normalize import diff
-from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Update
+from controller.planning.plan import AppPlan, Create, Update
 from controller.planning.render import to_document
 
 __all__ = [
@@ -156,10 +156,9 @@ def fingerprint(app_plan: AppPlan, live: Sequence[LiveMachine]) -> tuple[Planned
             out.append(
                 PlannedAction("update", a.machine_id, a.slot, a.group, a.region, a.current_version)
             )
-        elif isinstance(a, Destroy | NoOp):
-            kind = "destroy" if isinstance(a, Destroy) else "noop"
+        else:  # destroy, noop, start, stop, restart: the machine's listed version
             version = versions.get(a.machine_id)
-            out.append(PlannedAction(kind, a.machine_id, a.slot, a.group, a.region, version))
+            out.append(PlannedAction(a.kind, a.machine_id, a.slot, a.group, a.region, version))
     return tuple(out)
 
 

@@ -47,6 +47,9 @@ from controller.planning.plan import (
     Destroy,
     DriftReport,
     NoOp,
+    Restart,
+    Start,
+    Stop,
     Update,
 )
 
@@ -67,6 +70,7 @@ FORMAT_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("plan-output.schema.json")
 """The JSON Schema of :func:`to_document` (package data)."""
 _INDENT = "  "
+_TRANSITION_SYMBOLS = {"start": "▶", "stop": "■", "restart": "↻"}
 
 APP_STATUSES = ("changes", "in_sync", "drift", "refused", "paused", "failed", "invalid")
 """``changes``: the plan changes machines; ``in_sync``: nothing to do; ``drift``: a
@@ -133,6 +137,8 @@ def _where(slot: str | None, group: str | None, region: str) -> str:
 def _render_app(plan: AppPlan) -> list[str]:
     head = f"{plan.app} ({plan.source})" if plan.source else plan.app
     lines = [head]
+    if plan.create_app is not None:
+        lines.append(f"{_INDENT}+ create app {plan.app} (org {plan.create_app}): app not found")
     noops = 0
     # Groups are uniform: a diff already printed for the group is referenced, not repeated.
     shown: dict[tuple[str, str, str], str] = {}
@@ -151,8 +157,14 @@ def _render_app(plan: AppPlan) -> list[str]:
             noops += 1
         elif isinstance(action, Create):
             where = _where(action.slot, action.group, action.region)
-            lines.append(f"{_INDENT}+ create {where}: {action.reason}")
+            launch = " [stays stopped]" if action.skip_launch else ""
+            lines.append(f"{_INDENT}+ create {where}{launch}: {action.reason}")
             lines.extend(changes("create", action.group, action.slot, action.diff))
+            lines.extend(
+                f"{_INDENT * 3}+ volume {m.volume.name} ({m.volume.size_gb} GB, {action.region}) "
+                f"at {m.path}: an unattached one of that name, else a new one"
+                for m in action.mounts
+            )
         elif isinstance(action, Update):
             where = _where(action.slot, action.group, action.region)
             launch = " [stays stopped]" if action.skip_launch else ""
@@ -161,6 +173,13 @@ def _render_app(plan: AppPlan) -> list[str]:
         elif isinstance(action, Destroy):
             where = _where(action.slot, action.group, action.region)
             lines.append(f"{_INDENT}- destroy {action.machine_id} {where}: {action.reason}")
+            lines.extend(f"{_INDENT * 3}- volume {v} (prune_volumes)" for v in action.volumes)
+        elif isinstance(action, Start | Stop | Restart):
+            where = _where(action.slot, action.group, action.region)
+            symbol = _TRANSITION_SYMBOLS[action.kind]
+            lines.append(
+                f"{_INDENT}{symbol} {action.kind} {action.machine_id} {where}: {action.reason}"
+            )
     for report in plan.drift:
         who = report.machine_id or "(no machine)"
         where = _where(report.slot, report.group, report.region)
@@ -217,10 +236,20 @@ def _counts_line(items: Sequence[AppPlan]) -> str:
     updates = sum(len(p.updates) for p in items)
     destroys = sum(len(p.destroys) for p in items)
     drift = sum(len(p.drift) for p in items)
-    if creates or updates or destroys:
+    new_apps = sum(p.create_app is not None for p in items)
+    moves = {
+        kind: sum(a.kind == kind for p in items for a in p.transitions)
+        for kind in ("start", "stop", "restart")
+    }
+    if creates or updates or destroys or new_apps or any(moves.values()):
         line = f"Plan: {creates} to create, {updates} to update, {destroys} to destroy."
     else:
         line = "No changes."
+    extra = ", ".join(f"{n} to {kind}" for kind, n in moves.items() if n)
+    if extra:
+        line += f" Also: {extra}."
+    if new_apps:
+        line += f" Apps to create: {new_apps}."
     if drift:
         line += f" Drift: {drift} (detect_only, not corrected)."
     refused = [p.app for p in items if p.refused]
@@ -286,7 +315,15 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             "reason": a.reason,
         }
         if isinstance(a, Create):
-            out.append(_record(action="create", changes=_changes(a.diff), **common, **base))
+            out.append(
+                _record(
+                    action="create",
+                    skip_launch=a.skip_launch,
+                    changes=_changes(a.diff),
+                    **common,
+                    **base,
+                )
+            )
         elif isinstance(a, Update):
             out.append(
                 _record(
@@ -302,6 +339,16 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             )
         elif isinstance(a, Destroy):
             out.append(_record(action="destroy", machine_id=a.machine_id, **common, **base))
+        elif isinstance(a, Start | Stop | Restart):
+            out.append(
+                _record(
+                    action=a.kind,
+                    machine_id=a.machine_id,
+                    current_version=a.current_version,
+                    **common,
+                    **base,
+                )
+            )
         else:
             out.append(_record(action="noop", machine_id=a.machine_id, **common, **base))
     out.extend(_drift_record(plan.app, d) for d in plan.drift)
@@ -355,6 +402,10 @@ def to_document(
             "create": sum(len(p.creates) for p in items),
             "update": sum(len(p.updates) for p in items),
             "destroy": sum(len(p.destroys) for p in items),
+            **{
+                kind: sum(a.kind == kind for p in items for a in p.transitions)
+                for kind in ("start", "stop", "restart")
+            },
             "noop": sum(len(p.actions) - len(p.changes) for p in items),
             "drift": sum(len(p.drift) for p in items),
             "refused_apps": [p.app for p in items if p.refused],
@@ -372,6 +423,7 @@ def to_document(
                 "managed_count": p.managed_count,
                 "spec_hashes": dict(p.spec_hashes),
                 "paused": p.paused,
+                "create_app": p.create_app,
             }
             for p in items
         ]
