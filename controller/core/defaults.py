@@ -39,6 +39,8 @@ CREATED_404_GRACE: Final = 10.0
 # --- retries (DESIGN.md 6)
 RETRY_MAX_ATTEMPTS: Final = 4
 RETRY_BASE_DELAY: Final = 1.0
+RETRY_MIN_DELAY: Final = 1.0
+"""Floor of a transient retry's jittered sleep (full jitter never retries at once)."""
 RETRY_MAX_DELAY: Final = 30.0
 RETRY_MAX_RETRY_AFTER: Final = 60.0
 CONFLICT_RETRIES: Final = 5

@@ -140,7 +140,7 @@ class RetryPolicy:
 
     max_attempts: int = d.RETRY_MAX_ATTEMPTS
     transient: Backoff = Backoff(
-        base=d.RETRY_BASE_DELAY, cap=d.RETRY_MAX_DELAY, minimum=d.RETRY_BASE_DELAY
+        base=d.RETRY_BASE_DELAY, cap=d.RETRY_MAX_DELAY, minimum=d.RETRY_MIN_DELAY
     )
     gateway_timeout_min: float = 10.0
     #: A ``Retry-After`` longer than this is not slept inside a call: the caller requeues.
