@@ -60,11 +60,10 @@ class DestroyOps(MachineOps):
         except (MachineGone, NotFound):
             return self.result(action, Outcome.OK, attempts=attempts, message="already gone")
         except PreconditionFailed as exc:
-            if await self.is_gone(action.machine_id):
-                return self.result(
-                    action, Outcome.OK, attempts=attempts, message="already being destroyed"
-                )
-            return self.failure(action, exc, attempts)
+            gone = self.result(
+                action, Outcome.OK, attempts=attempts, message="already being destroyed"
+            )
+            return await self.refused_412(action, exc, attempts, gone=gone)
         except FlyAPIError as exc:
             return self.failure(action, exc, attempts)
 

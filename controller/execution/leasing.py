@@ -30,7 +30,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -43,7 +43,7 @@ from controller.core.errors import (
     LeaseLost,
     NotFound,
 )
-from controller.core.retry import Backoff, CheckThenRetry, RetryAfter, classify
+from controller.core.retry import Backoff, CheckThenRetry, RetryAfter, classify, lease_remaining
 from controller.flyapi import Lease, MachinesClient
 
 __all__ = ["HeldLease", "LeaseBusy", "LeasePolicy", "Leaser", "sole_exception"]
@@ -65,13 +65,21 @@ class LeasePolicy:
     wait: float
     retry_cap: float
     """Longest single sleep while another holder keeps the lease (then look again)."""
-    retry_min: float = 0.5
+    retry_min: float = d.LEASE_RETRY_MIN
     """Shortest sleep before looking again (an expiry in the past still waits this long)."""
-    unknown_expiry: float = 5.0
+    unknown_expiry: float = d.LEASE_UNKNOWN_EXPIRY
     """Sleep when the 409 does not say when the lease expires."""
     release_timeout: float = d.LEASE_RELEASE_TIMEOUT
-    ambiguous_retries: int = 3
+    ambiguous_retries: int = d.LEASE_ACQUIRE_RETRIES
     """Extra tries of an acquisition that failed ambiguously (5xx, timeout, dropped)."""
+    ambiguous_backoff: Backoff = field(
+        default_factory=lambda: Backoff(
+            base=d.LEASE_ACQUIRE_BACKOFF_BASE,
+            cap=d.LEASE_ACQUIRE_BACKOFF_CAP,
+            minimum=d.LEASE_ACQUIRE_BACKOFF_MIN,
+        )
+    )
+    """Sleep between those tries."""
     description: str = "machine-reconciler"
 
     def __post_init__(self) -> None:
@@ -127,7 +135,6 @@ class Leaser:
         self._clock = clock
         self._rng = rng
         self.policy = policy
-        self._backoff = Backoff(base=0.5, cap=5.0, minimum=0.2)
         self.owner: str | None = None
         """Our own identity as Fly reports it on our leases (learnt from the first one)."""
 
@@ -153,7 +160,7 @@ class Leaser:
                 retry = isinstance(decision, RetryAfter | CheckThenRetry)
                 if not retry or attempt > self.policy.ambiguous_retries:
                     raise
-                await self._clock.sleep(self._backoff.delay(attempt, self._rng))
+                await self._clock.sleep(self.policy.ambiguous_backoff.delay(attempt, self._rng))
                 continue
             return self._held(app, machine_id, lease)
 
@@ -171,17 +178,18 @@ class Leaser:
 
     def wait_delay(self, exc: LeaseHeld) -> float:
         """Seconds to wait before asking again: until the holder's ``expires_at``, capped."""
-        if exc.expires_at is None:
+        remaining = lease_remaining(exc, self._clock.now())
+        if remaining is None:
             return self.policy.unknown_expiry
-        remaining = exc.expires_at.timestamp() - self._clock.now()
         # Fly prints whole seconds: look again just after the printed expiry.
         return min(self.policy.retry_cap, max(self.policy.retry_min, remaining + 0.5))
 
     def expiry_hint(self, exc: LeaseHeld) -> float:
         """Seconds until the holder's lease expires (for ``retry_after``), at least 1."""
-        if exc.expires_at is None:
+        remaining = lease_remaining(exc, self._clock.now())
+        if remaining is None:
             return self.policy.unknown_expiry
-        return max(1.0, math.ceil(exc.expires_at.timestamp() - self._clock.now()))
+        return max(1.0, math.ceil(remaining))
 
     # ------------------------------------------------------------------ keep and release
 

@@ -25,6 +25,7 @@ from controller.core.errors import (
     FlyAPIError,
     LeaseHeld,
     NotFound,
+    PreconditionFailed,
     RateLimited,
     RequestTimeout408,
     ServerError,
@@ -276,6 +277,20 @@ class MachineOps:
             f"({self.ctx.leaser.policy.wait:g}s); left alone",
             retry_after=busy.retry_after,
         )
+
+    async def refused_412(
+        self,
+        action: Update | Destroy,
+        exc: PreconditionFailed,
+        attempts: int,
+        *,
+        gone: MachineResult,
+    ) -> MachineResult:
+        """The result of a 412 on ``action``: ``gone`` when the machine is being destroyed (a
+        412 may mean that), else the failure itself."""
+        if await self.is_gone(action.machine_id):
+            return gone
+        return self.failure(action, exc, attempts)
 
     async def is_gone(self, machine_id: str) -> bool:
         """Whether the machine is destroyed or being destroyed (a 412 may mean that)."""

@@ -147,3 +147,33 @@ def test_sole_exception_unwraps_one_error_and_keeps_real_groups() -> None:
     assert sole_exception(BaseExceptionGroup("g", [ExceptionGroup("inner", [error])])) is error
     several = ExceptionGroup("g", [ValueError("a"), KeyError("b")])
     assert sole_exception(several) is several
+
+
+def test_every_wait_for_a_held_lease_starts_from_the_same_remaining_time() -> None:
+    """lease_remaining feeds the leaser's wait and retry hint and classify's requeue delay."""
+    import random
+    from datetime import UTC, datetime
+
+    from controller.core.retry import Requeue, RetryPolicy, classify, lease_remaining
+    from controller.execution.leasing import LeasePolicy, Leaser
+    from controller.testing import FakeClock
+
+    clock = FakeClock()
+    leaser = Leaser(
+        None,  # type: ignore[arg-type]  # these methods never call the API
+        clock=clock,
+        rng=random.Random(0),
+        policy=LeasePolicy(ttl=30, refresh_every=20, wait=60, retry_cap=15),
+    )
+    expires = datetime.fromtimestamp(clock.now() + 7.2, tz=UTC)
+    held = LeaseHeld(holder=OTHER_OWNER, expires_at=expires, method="POST", path="/", status=409)
+    assert lease_remaining(held, clock.now()) == pytest.approx(7.2)
+    assert leaser.wait_delay(held) == pytest.approx(7.7)  # just after the printed expiry
+    assert leaser.expiry_hint(held) == 8
+    decision = classify(held, now=clock.now(), policy=RetryPolicy())
+    assert isinstance(decision, Requeue)
+    assert decision.after == pytest.approx(7.2)
+    unknown = LeaseHeld(method="POST", path="/", status=409)
+    assert lease_remaining(unknown, clock.now()) is None
+    assert leaser.wait_delay(unknown) == leaser.policy.unknown_expiry
+    assert lease_remaining(held, None) is None
