@@ -40,6 +40,7 @@ from pydantic_settings import (
 
 from controller.core import defaults as d
 from controller.core.errors import ConfigError
+from controller.core.retry import Backoff, RetryPolicy
 
 __all__ = [
     "CONFIG_ENV",
@@ -134,6 +135,17 @@ class Settings(BaseSettings):
         description="Longest Retry-After slept inside a call; longer ones requeue the item.",
     )
     list_max_pages: int = Field(default=1000, ge=1, le=100_000)
+
+    def retry_policy(self) -> RetryPolicy:
+        """The API retry policy these settings describe (the client's, and the base of the
+        executor's); numbers not in the settings keep :class:`RetryPolicy`'s defaults."""
+        return RetryPolicy(
+            max_attempts=self.retry_max_attempts,
+            transient=Backoff(
+                base=self.retry_base_delay, cap=self.retry_max_delay, minimum=d.RETRY_MIN_DELAY
+            ),
+            max_retry_after=self.retry_max_retry_after,
+        )
 
     @field_validator("api_url")
     @classmethod

@@ -29,8 +29,8 @@ from typing import Any
 import anyio
 
 from controller.clock import SystemClock
-from controller.core.errors import ConfigError, FlyAPIError, LeaseHeld, VersionConflict
-from controller.execution.leasing import HeldLease, Leaser
+from controller.core.errors import ConfigError, FlyAPIError, VersionConflict
+from controller.execution.leasing import LeaseBusy, Leaser
 from controller.execution.operations import to_live_machine
 from controller.execution.reconciler import list_live
 from controller.execution.rollout import ExecutorSettings
@@ -130,20 +130,6 @@ def adopt(
     return anyio.run(run)
 
 
-async def _acquire(leaser: Leaser, app: str, machine_id: str, wait: float) -> HeldLease:
-    """The lease, waiting for another holder at most ``wait`` seconds (bounded loop)."""
-    clock = SystemClock()
-    deadline = clock.monotonic() + wait
-    while True:
-        try:
-            return await leaser.try_acquire(app, machine_id)
-        except LeaseHeld as exc:
-            delay = leaser.wait_delay(exc)
-            if clock.monotonic() + delay > deadline:
-                raise
-            await clock.sleep(delay)
-
-
 async def _adopt_one(
     api: MachinesClient,
     leaser: Leaser,
@@ -151,39 +137,38 @@ async def _adopt_one(
     adoption: Adoption,
     args: argparse.Namespace,
 ) -> tuple[int, str]:
-    try:
-        held = await _acquire(leaser, app, adoption.machine_id, args.lease_wait)
-    except LeaseHeld as exc:
-        return EXIT_REFUSED, f"left alone: its lease is held by {exc.holder or 'someone else'}"
-    except FlyAPIError as exc:
-        return EXIT_ERROR, f"failed: {exc}"
+    """Write the slot metadata of one machine under its lease, with ``current_version``.
 
-    async def body(lease: HeldLease) -> tuple[int, str]:
-        machine = to_live_machine(await api.get_machine(app, adoption.machine_id))
-        if machine.managed:
-            return EXIT_REFUSED, "left alone: it is managed already"
-        if machine.version != adoption.version:
-            return EXIT_REFUSED, (
-                f"left alone: it changed since it was listed (version {adoption.version}, "
-                f"now {machine.version})"
-            )
-        started = machine.state not in SKIP_LAUNCH_STATES
-        updated = await api.update_machine(
-            app,
-            machine.id,
-            config=adopted_config(machine, adoption),
-            current_version=machine.version,
-            nonce=lease.nonce,
-            skip_launch=not started,
-        )
-        if started and updated.version:
-            await api.wait_machine(
-                app, machine.id, state="started", version=updated.version, timeout=WAIT_SECONDS
-            )
-        return EXIT_OK, f"{ADOPTED} as {adoption.slot} (group {adoption.group})"
-
+    Someone else's lease is waited for at most ``--lease-wait`` (the leaser's policy), never
+    cleared.
+    """
     try:
-        return await leaser.run(held, body)
+        async with leaser.lease(app, adoption.machine_id) as lease:
+            machine = to_live_machine(await api.get_machine(app, adoption.machine_id))
+            if machine.managed:
+                return EXIT_REFUSED, "left alone: it is managed already"
+            if machine.version != adoption.version:
+                return EXIT_REFUSED, (
+                    f"left alone: it changed since it was listed (version {adoption.version}, "
+                    f"now {machine.version})"
+                )
+            started = machine.state not in SKIP_LAUNCH_STATES
+            updated = await api.update_machine(
+                app,
+                machine.id,
+                config=adopted_config(machine, adoption),
+                current_version=machine.version,
+                nonce=lease.nonce,
+                skip_launch=not started,
+            )
+            if started and updated.version:
+                await api.wait_machine(
+                    app, machine.id, state="started", version=updated.version, timeout=WAIT_SECONDS
+                )
+            return EXIT_OK, f"{ADOPTED} as {adoption.slot} (group {adoption.group})"
+    except LeaseBusy as busy:
+        holder = busy.last.holder or "someone else"
+        return EXIT_REFUSED, f"left alone: its lease is held by {holder}"
     except VersionConflict:
         return EXIT_REFUSED, "left alone: it changed while being adopted (version conflict)"
     except FlyAPIError as exc:

@@ -429,7 +429,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 client,
                 clock=SystemClock(),
                 rng=random.Random(),
-                settings=ExecutorSettings(lease_wait=args.lease_wait),
+                settings=ExecutorSettings.from_settings(_settings(), lease_wait=args.lease_wait),
                 on_event=reporter.event,
             )
             report = await apply_apps(

@@ -245,9 +245,7 @@ async def _run(settings: DaemonSettings, redactor: Redactor, sock: socket.socket
             client,
             clock=clock,
             rng=rng,
-            settings=ExecutorSettings(
-                lease_wait=settings.lease_wait, max_in_flight=settings.max_in_flight
-            ),
+            settings=ExecutorSettings.from_settings(settings),
             on_event=telemetry.on_event,
         )
         daemon = Daemon(

@@ -20,7 +20,16 @@ LEASE_WAIT: Final = 60.0
 """How long to wait for someone else's lease before leaving the machine for the next pass."""
 LEASE_RETRY_CAP: Final = 15.0
 """Longest single sleep between two looks at someone else's lease."""
+LEASE_RETRY_MIN: Final = 0.5
+"""Shortest sleep before looking at someone else's lease again (an expiry in the past too)."""
+LEASE_UNKNOWN_EXPIRY: Final = 5.0
+"""Sleep when a "held by" answer does not say when the lease expires."""
 LEASE_RELEASE_TIMEOUT: Final = 5.0
+LEASE_ACQUIRE_RETRIES: Final = 3
+"""Extra tries of an acquisition that failed ambiguously (5xx, timeout, dropped)."""
+LEASE_ACQUIRE_BACKOFF_BASE: Final = 0.5
+LEASE_ACQUIRE_BACKOFF_CAP: Final = 5.0
+LEASE_ACQUIRE_BACKOFF_MIN: Final = 0.2
 
 # --- concurrency
 MAX_IN_FLIGHT: Final = 512
@@ -38,10 +47,15 @@ CHECK_READ_MAX: Final = 5.0
 SMOKE_SECONDS: Final = 10.0
 """How long a machine without checks must stay up (flyctl's 10 s)."""
 CREATED_404_GRACE: Final = 10.0
+WAIT_ERROR_BACKOFF_BASE: Final = 0.5
+WAIT_ERROR_BACKOFF_CAP: Final = 2.0
+"""Pauses after a transient failure while waiting stay short: the wait has its own deadline."""
 
 # --- retries (DESIGN.md 6)
 RETRY_MAX_ATTEMPTS: Final = 4
 RETRY_BASE_DELAY: Final = 1.0
+RETRY_MIN_DELAY: Final = 1.0
+"""Floor of a transient retry's jittered sleep (full jitter never retries at once)."""
 RETRY_MAX_DELAY: Final = 30.0
 RETRY_MAX_RETRY_AFTER: Final = 60.0
 CONFLICT_RETRIES: Final = 5

@@ -39,6 +39,7 @@ __all__ = [
     "TokenBucket",
     "classify",
     "is_fatal",
+    "lease_remaining",
 ]
 
 
@@ -140,7 +141,7 @@ class RetryPolicy:
 
     max_attempts: int = d.RETRY_MAX_ATTEMPTS
     transient: Backoff = Backoff(
-        base=d.RETRY_BASE_DELAY, cap=d.RETRY_MAX_DELAY, minimum=d.RETRY_BASE_DELAY
+        base=d.RETRY_BASE_DELAY, cap=d.RETRY_MAX_DELAY, minimum=d.RETRY_MIN_DELAY
     )
     gateway_timeout_min: float = 10.0
     #: A ``Retry-After`` longer than this is not slept inside a call: the caller requeues.
@@ -280,10 +281,19 @@ def _classify_transient(
     return CheckThenRetry(after=delay, reason=exc.error_class)
 
 
-def _lease_requeue_delay(exc: e.LeaseHeld, now: float | None, policy: RetryPolicy) -> float:
+def lease_remaining(exc: e.LeaseHeld, now: float | None) -> float | None:
+    """Seconds until the holder's lease in ``exc`` expires (negative once past), at ``now``
+    (unix seconds); None when either is unknown.  Every "wait for that lease" delay starts
+    here and applies its own bounds."""
     if exc.expires_at is None or now is None:
+        return None
+    return exc.expires_at.timestamp() - now
+
+
+def _lease_requeue_delay(exc: e.LeaseHeld, now: float | None, policy: RetryPolicy) -> float:
+    remaining = lease_remaining(exc, now)
+    if remaining is None:
         return policy.lease_requeue_default
-    remaining = exc.expires_at.timestamp() - now
     return min(policy.lease_requeue_cap, max(policy.lease_requeue_min, remaining))
 
 

@@ -16,7 +16,6 @@ import logging
 from controller.core.errors import FlyAPIError, RateLimited
 from controller.execution.leasing import HeldLease
 from controller.execution.operations import (
-    Attempts,
     ExecutionContext,
     MachineOps,
     ambiguous,
@@ -56,32 +55,30 @@ class CreateOps(MachineOps):
         wait_timeout = group.update.wait_timeout if group is not None else DEFAULT_WAIT_TIMEOUT_S
         smoke = group.update.smoke_period if group is not None else None
         launch_id = self.ctx.launch_ids()
-        attempts = Attempts()
         async with self.ctx.limiter:
-            try:
-                written = self.clock.now()
-                machine, held = await self.create_or_adopt(action, launch_id, attempts)
-            except FlyAPIError as exc:
-                return self.failure(action, exc, attempts.n)
-
-            async def body(_: HeldLease | None = None) -> MachineResult:
+            written = self.clock.now()
+            made = await self.create_or_adopt(action, launch_id)
+            if isinstance(made, MachineResult):
+                return made
+            machine, held, attempts = made
+            if held is None:
                 return await self.await_created(
                     action, machine, wait_timeout, attempts, written, smoke
                 )
-
-            if held is None:
-                return await body()
             try:
-                return await self.ctx.leaser.run(held, body)
+                async with self.ctx.leaser.hold(held):
+                    return await self.await_created(
+                        action, machine, wait_timeout, attempts, written, smoke
+                    )
             except FlyAPIError as exc:  # the lease was lost while the machine booted
-                return self.failure(action, exc, attempts.n, machine_id=machine.id)
+                return self.failure(action, exc, attempts, machine_id=machine.id)
 
     async def await_created(
         self,
         action: Create,
         machine: Machine,
         wait_timeout: float,
-        attempts: Attempts,
+        attempts: int,
         written: float,
         smoke: float | None = None,
     ) -> MachineResult:
@@ -108,20 +105,20 @@ class CreateOps(MachineOps):
                 action,
                 Outcome.UNHEALTHY,
                 machine_id=machine.id,
-                attempts=attempts.n,
+                attempts=attempts,
                 message=str(exc),
             )
         except MachineGone as exc:
             return self.result(
-                action, Outcome.GONE, machine_id=machine.id, attempts=attempts.n, message=str(exc)
+                action, Outcome.GONE, machine_id=machine.id, attempts=attempts, message=str(exc)
             )
         except FlyAPIError as exc:
-            return self.failure(action, exc, attempts.n, machine_id=machine.id)
+            return self.failure(action, exc, attempts, machine_id=machine.id)
         return self.result(
             action,
             Outcome.OK,
             machine_id=machine.id,
-            attempts=attempts.n,
+            attempts=attempts,
             message=f"created (not started), version {version}"
             if action.skip_launch
             else f"created, running version {version}",
@@ -129,15 +126,18 @@ class CreateOps(MachineOps):
         )
 
     async def create_or_adopt(
-        self, action: Create, launch_id: str, attempts: Attempts
-    ) -> tuple[Machine, HeldLease | None]:
-        """Create the machine, or find the one an ambiguous failure created anyway."""
+        self, action: Create, launch_id: str
+    ) -> tuple[Machine, HeldLease | None, int] | MachineResult:
+        """Create the machine, or find the one an ambiguous failure created anyway.
+
+        The machine, the lease its create carried (if any) and the number of creates sent; or
+        the failure result once creating failed for good.
+        """
         settings = self.ctx.settings
         config = with_launch(await self.volumes.config_for(action), launch_id)
         ttl = self.ctx.leaser.policy.ttl
         last: FlyAPIError | None = None
         for attempt in range(1, settings.create_attempts + 1):
-            attempts.n = attempt
             sent_at = self.clock.now()
             self.progress(action, "writing", f"create in {action.region}")
             try:
@@ -155,16 +155,19 @@ class CreateOps(MachineOps):
                 continue
             except FlyAPIError as exc:
                 if not ambiguous(exc):
-                    raise
+                    return self.failure(action, exc, attempt)
                 last = exc
             else:
                 held = None
                 if machine.nonce:
                     held = HeldLease(self.app, machine.id, machine.nonce, machine.version, None)
-                return machine, held
+                return machine, held, attempt
             # The create may have happened (silent success): look for its launch tag first.
             await self.clock.sleep(settings.create_relist_delay * self.ctx.rng.uniform(1.0, 1.5))
-            found = await self.client.list_machines(self.app, metadata={LAUNCH_KEY: launch_id})
+            try:
+                found = await self.client.list_machines(self.app, metadata={LAUNCH_KEY: launch_id})
+            except FlyAPIError as exc:
+                return self.failure(action, exc, attempt)
             alive = [m for m in found if not to_live_machine(m).gone]
             if alive:
                 machine = min(alive, key=lambda m: (m.created_at or "", m.id))
@@ -173,10 +176,10 @@ class CreateOps(MachineOps):
                         "%s: %d machines carry launch tag %s", self.app, len(alive), launch_id
                     )
                 self.progress(action, "adopted", "found after an ambiguous failure", machine.id)
-                return machine, await self.own_create_lease(machine, sent_at, ttl)
+                return machine, await self.own_create_lease(machine, sent_at, ttl), attempt
         if last is None:  # unreachable: create_attempts >= 1 and the loop only falls through
             raise RuntimeError("create loop ended without an attempt")  # after failures
-        raise last
+        return self.failure(action, last, settings.create_attempts)
 
     def rate_limited_delay(self, exc: RateLimited) -> float:
         """How long to wait before sending a create Fly refused with 429: its ``Retry-After``

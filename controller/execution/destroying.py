@@ -11,19 +11,15 @@ from __future__ import annotations
 import logging
 
 from controller.core.errors import FlyAPIError, NotFound, PreconditionFailed, WaitTimeout
-from controller.execution.leasing import HeldLease, LeaseBusy
-from controller.execution.operations import Attempts, MachineOps, to_live_machine
+from controller.execution.leasing import LeaseBusy
+from controller.execution.operations import MachineOps, to_live_machine
 from controller.execution.outcomes import MachineResult, Outcome
 from controller.execution.waiting import MachineGone
 from controller.planning.plan import Destroy
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DestroyOps", "NotOurs"]
-
-
-class NotOurs(Exception):
-    """A machine planned for destruction is no longer a managed machine of that slot."""
+__all__ = ["DestroyOps"]
 
 
 class DestroyOps(MachineOps):
@@ -31,55 +27,46 @@ class DestroyOps(MachineOps):
 
     async def destroy(self, action: Destroy) -> MachineResult:
         """Apply one planned destroy; always returns its result (API errors included)."""
-        attempts = Attempts()
-
-        async def body(held: HeldLease) -> MachineResult:
-            return await self.destroy_leased(action, held, attempts)
-
+        attempts = 0  # the delete sent or not; every result below reports it
         try:
-            return await self.leased(action, body)
+            async with self.leased(action) as held:
+                try:
+                    machine = await self.client.get_machine(self.app, action.machine_id)
+                except NotFound:
+                    raise MachineGone("machine not found") from None
+                live = to_live_machine(machine)
+                if not live.managed or (action.slot is not None and live.slot != action.slot):
+                    return self.result(
+                        action,
+                        Outcome.REFUSED,
+                        message=f"refusing to destroy: the machine is no longer a managed machine "
+                        f"of slot {action.slot}",
+                    )
+                if live.gone:
+                    return self.result(action, Outcome.OK, message=f"already {live.state}")
+                attempts += 1
+                self.progress(action, "destroying", action.reason)
+                try:
+                    await self.client.destroy_machine(
+                        self.app, action.machine_id, force=True, nonce=held.nonce
+                    )
+                except NotFound:
+                    raise MachineGone("machine not found") from None
+                held.released = True  # the lease goes with the machine
+                await self.wait_destroyed(action.machine_id)
+                message = "destroyed" + await self.prune_volumes(action)
+                return self.result(action, Outcome.OK, attempts=attempts, message=message)
         except LeaseBusy as busy:
             return self.lease_held(action, busy)
         except (MachineGone, NotFound):
-            return self.result(action, Outcome.OK, attempts=attempts.n, message="already gone")
-        except NotOurs as exc:
-            return self.result(action, Outcome.REFUSED, attempts=attempts.n, message=str(exc))
+            return self.result(action, Outcome.OK, attempts=attempts, message="already gone")
         except PreconditionFailed as exc:
-            if await self.is_gone(action.machine_id):
-                return self.result(
-                    action, Outcome.OK, attempts=attempts.n, message="already being destroyed"
-                )
-            return self.failure(action, exc, attempts.n)
+            gone = self.result(
+                action, Outcome.OK, attempts=attempts, message="already being destroyed"
+            )
+            return await self.refused_412(action, exc, attempts, gone=gone)
         except FlyAPIError as exc:
-            return self.failure(action, exc, attempts.n)
-
-    async def destroy_leased(
-        self, action: Destroy, held: HeldLease, attempts: Attempts
-    ) -> MachineResult:
-        """The part of :meth:`destroy` that runs under the lease ``held``."""
-        try:
-            live = to_live_machine(await self.client.get_machine(self.app, action.machine_id))
-        except NotFound:
-            raise MachineGone("machine not found") from None
-        if not live.managed or (action.slot is not None and live.slot != action.slot):
-            raise NotOurs(
-                f"refusing to destroy: the machine is no longer a managed machine of slot "
-                f"{action.slot}"
-            )
-        if live.gone:
-            return self.result(action, Outcome.OK, message=f"already {live.state}")
-        attempts.n += 1
-        self.progress(action, "destroying", action.reason)
-        try:
-            await self.client.destroy_machine(
-                self.app, action.machine_id, force=True, nonce=held.nonce
-            )
-        except NotFound:
-            raise MachineGone("machine not found") from None
-        held.released = True  # the lease goes with the machine
-        await self.wait_destroyed(action.machine_id)
-        message = "destroyed" + await self.prune_volumes(action)
-        return self.result(action, Outcome.OK, attempts=attempts.n, message=message)
+            return self.failure(action, exc, attempts)
 
     async def prune_volumes(self, action: Destroy) -> str:
         """Destroy the machine's volumes (``prune_volumes: true``); a note for the result.

@@ -10,13 +10,17 @@ once used, and a normal update (stop, boot, 10 s smoke period) needs no refresh 
   worst leave a lease of our own that expires by itself).  Someone else's lease raises
   :class:`~controller.core.errors.LeaseHeld`; :meth:`Leaser.wait_delay` says how long to wait for
   it.  We never clear or reuse a lease we did not create.
-* :meth:`Leaser.run` runs the caller's work while a task refreshes the lease.  If a refresh
-  shows the lease is gone (:class:`~controller.core.errors.LeaseLost`, someone else's
+* ``async with leaser.hold(held):`` keeps a lease we hold alive while the block runs (a
+  background task refreshes it).  If a refresh shows the lease is gone
+  (:class:`~controller.core.errors.LeaseLost`, someone else's
   :class:`~controller.core.errors.LeaseHeld`, or the machine's
-  :class:`~controller.core.errors.NotFound`) the work is cancelled and that error is raised: the
-  machine is abandoned for this pass.
-* :meth:`Leaser.release` runs in a ``finally``, shielded from cancellation and bounded by a
-  timeout, so a cancelled pass still lets go of its leases; "lease not found" is ignored.
+  :class:`~controller.core.errors.NotFound`) the block is cancelled and that error is raised,
+  as itself (never inside an ``ExceptionGroup``): the machine is abandoned for this pass.
+* ``async with leaser.lease(app, machine_id) as held:`` acquires first, waiting for another
+  holder's lease (optionally *without* holding the caller's ``slots`` meanwhile) until it
+  expires, at most ``LeasePolicy.wait`` in all, then :class:`LeaseBusy`; then ``hold``.
+* :meth:`Leaser.release` runs when either block ends, shielded from cancellation and bounded
+  by a timeout, so a cancelled pass still lets go of its leases; "lease not found" is ignored.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -38,10 +43,10 @@ from controller.core.errors import (
     LeaseLost,
     NotFound,
 )
-from controller.core.retry import Backoff, CheckThenRetry, RetryAfter, classify
+from controller.core.retry import Backoff, CheckThenRetry, RetryAfter, classify, lease_remaining
 from controller.flyapi import Lease, MachinesClient
 
-__all__ = ["HeldLease", "LeaseBusy", "LeasePolicy", "Leaser"]
+__all__ = ["HeldLease", "LeaseBusy", "LeasePolicy", "Leaser", "sole_exception"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +65,21 @@ class LeasePolicy:
     wait: float
     retry_cap: float
     """Longest single sleep while another holder keeps the lease (then look again)."""
-    retry_min: float = 0.5
+    retry_min: float = d.LEASE_RETRY_MIN
     """Shortest sleep before looking again (an expiry in the past still waits this long)."""
-    unknown_expiry: float = 5.0
+    unknown_expiry: float = d.LEASE_UNKNOWN_EXPIRY
     """Sleep when the 409 does not say when the lease expires."""
     release_timeout: float = d.LEASE_RELEASE_TIMEOUT
-    ambiguous_retries: int = 3
+    ambiguous_retries: int = d.LEASE_ACQUIRE_RETRIES
     """Extra tries of an acquisition that failed ambiguously (5xx, timeout, dropped)."""
+    ambiguous_backoff: Backoff = field(
+        default_factory=lambda: Backoff(
+            base=d.LEASE_ACQUIRE_BACKOFF_BASE,
+            cap=d.LEASE_ACQUIRE_BACKOFF_CAP,
+            minimum=d.LEASE_ACQUIRE_BACKOFF_MIN,
+        )
+    )
+    """Sleep between those tries."""
     description: str = "machine-reconciler"
 
     def __post_init__(self) -> None:
@@ -122,7 +135,6 @@ class Leaser:
         self._clock = clock
         self._rng = rng
         self.policy = policy
-        self._backoff = Backoff(base=0.5, cap=5.0, minimum=0.2)
         self.owner: str | None = None
         """Our own identity as Fly reports it on our leases (learnt from the first one)."""
 
@@ -148,7 +160,7 @@ class Leaser:
                 retry = isinstance(decision, RetryAfter | CheckThenRetry)
                 if not retry or attempt > self.policy.ambiguous_retries:
                     raise
-                await self._clock.sleep(self._backoff.delay(attempt, self._rng))
+                await self._clock.sleep(self.policy.ambiguous_backoff.delay(attempt, self._rng))
                 continue
             return self._held(app, machine_id, lease)
 
@@ -166,45 +178,91 @@ class Leaser:
 
     def wait_delay(self, exc: LeaseHeld) -> float:
         """Seconds to wait before asking again: until the holder's ``expires_at``, capped."""
-        if exc.expires_at is None:
+        remaining = lease_remaining(exc, self._clock.now())
+        if remaining is None:
             return self.policy.unknown_expiry
-        remaining = exc.expires_at.timestamp() - self._clock.now()
         # Fly prints whole seconds: look again just after the printed expiry.
         return min(self.policy.retry_cap, max(self.policy.retry_min, remaining + 0.5))
 
     def expiry_hint(self, exc: LeaseHeld) -> float:
         """Seconds until the holder's lease expires (for ``retry_after``), at least 1."""
-        if exc.expires_at is None:
+        remaining = lease_remaining(exc, self._clock.now())
+        if remaining is None:
             return self.policy.unknown_expiry
-        return max(1.0, math.ceil(exc.expires_at.timestamp() - self._clock.now()))
+        return max(1.0, math.ceil(remaining))
 
     # ------------------------------------------------------------------ keep and release
 
-    async def run(self, held: HeldLease, body: Callable[[HeldLease], Awaitable[T]]) -> T:
-        """Run ``body(held)`` while refreshing the lease; release it afterwards, always.
+    @asynccontextmanager
+    async def hold(self, held: HeldLease) -> AsyncIterator[HeldLease]:
+        """Keep ``held`` alive while the block runs; release it afterwards, always.
 
-        Raises the loss (``LeaseLost``, ``LeaseHeld``, ``NotFound``) if the lease was lost
-        before ``body`` finished (``body`` is cancelled then), else whatever ``body`` raised.
+        If the lease is lost before the block finishes, the block is cancelled and the loss
+        (``LeaseLost``, ``LeaseHeld``, ``NotFound``) is raised, chained to whatever the block
+        raised meanwhile; else the block's own exception passes through unchanged.  A block that
+        finished wins over a loss noticed at the same moment.
         """
-        outcome: list[T] = []
-        failure: Exception | None = None
+        finished = False
+        failure: BaseException | None = None
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep_alive, held, tg.cancel_scope)
-                try:
-                    outcome.append(await body(held))
-                except Exception as exc:  # re-raised below, outside the task group
-                    failure = exc
-                tg.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._keep_alive, held, tg.cancel_scope)
+                    yield held
+                    finished = True
+                    tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:  # the block's error, wrapped by the task group
+                failure = sole_exception(group)
         finally:
             await self.release(held)
-        if outcome:  # the work finished; a loss noticed at the same moment no longer matters
-            return outcome[0]
+        if finished:
+            return
         if held.lost is not None:
             raise held.lost from failure
         if failure is not None:
             raise failure
-        raise RuntimeError("leased work ended without a result")  # unreachable
+        # Only a loss cancels the block from inside (an outer cancellation propagates above).
+        raise RuntimeError("leased block ended without finishing")  # pragma: no cover
+
+    @asynccontextmanager
+    async def lease(
+        self,
+        app: str,
+        machine_id: str,
+        *,
+        slots: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+        on_wait: Callable[[LeaseHeld, float], None] | None = None,
+    ) -> AsyncIterator[HeldLease]:
+        """Acquire the machine's lease and :meth:`hold` it while the block runs.
+
+        ``slots()`` is entered around every acquisition and stays entered while the block runs
+        (the caller's concurrency slots; it may raise to refuse the work once they are held).
+        Someone else's lease is waited for *outside* ``slots`` until it expires, at most
+        ``policy.wait`` counted from the first "held by" (``on_wait(held_by, delay)`` is told
+        before each wait); then :class:`LeaseBusy`.
+        """
+        deadline: float | None = None
+        tries = 0
+        while True:  # bounded: ``deadline`` ends it
+            tries += 1
+            async with slots() if slots is not None else nullcontext():
+                try:
+                    held = await self.try_acquire(app, machine_id)
+                except LeaseHeld as exc:
+                    busy = exc
+                else:
+                    async with self.hold(held):
+                        yield held
+                    return
+            now = self._clock.monotonic()
+            if deadline is None:
+                deadline = now + self.policy.wait
+            if now >= deadline:
+                raise LeaseBusy(busy, tries=tries, retry_after=self.expiry_hint(busy))
+            delay = min(self.wait_delay(busy), deadline - now)
+            if on_wait is not None:
+                on_wait(busy, delay)
+            await self._clock.sleep(delay)
 
     async def _keep_alive(self, held: HeldLease, scope: anyio.CancelScope) -> None:
         while True:
@@ -254,3 +312,16 @@ class Leaser:
                     self.policy.ttl,
                     exc.message,
                 )
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a task group wrapped, unwrapped (nested groups too); else ``group``.
+
+    The leased block is the only code that can fail inside :meth:`Leaser.hold`'s task group
+    (the refresh task reports through ``HeldLease.lost``), so callers see ``LeaseLost`` or
+    their own error as itself, not an ``ExceptionGroup`` they would have to ``except*``.
+    """
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup) and len(found.exceptions) == 1:
+        found = found.exceptions[0]
+    return found

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
 import anyio
@@ -24,6 +25,7 @@ from controller.core.errors import (
     FlyAPIError,
     LeaseHeld,
     NotFound,
+    PreconditionFailed,
     RateLimited,
     RequestTimeout408,
     ServerError,
@@ -52,7 +54,6 @@ from controller.planning.plan import Create, Destroy, NoOp, Restart, Start, Stop
 
 __all__ = [
     "Action",
-    "Attempts",
     "ExecutionContext",
     "Gate",
     "MachineOps",
@@ -118,13 +119,6 @@ class Skipped(Exception):
     def __init__(self, result: MachineResult) -> None:
         super().__init__(result.message)
         self.result = result
-
-
-@dataclass(slots=True)
-class Attempts:
-    """A counter of the writes an operation tried (shared with its leased section)."""
-
-    n: int = 0
 
 
 def ambiguous(exc: FlyAPIError) -> bool:
@@ -242,51 +236,41 @@ class MachineOps:
             )
         )
 
+    @asynccontextmanager
     async def leased(
         self,
         action: Update | Destroy | Start | Stop | Restart,
-        body: Callable[[HeldLease], Awaitable[MachineResult]],
         *,
         window: anyio.CapacityLimiter | None = None,
         gate: Gate | None = None,
-    ) -> MachineResult:
-        """Run ``body`` under the machine's lease, holding a slot of the group's ``window``
-        (its ``max_unavailable``) and of the in-flight cap meanwhile.
+    ) -> AsyncIterator[HeldLease]:
+        """``async with ops.leased(action) as held:`` runs the block under the machine's lease,
+        holding a slot of the group's ``window`` (its ``max_unavailable``) and of the in-flight
+        cap meanwhile.
 
         ``gate`` is asked once both slots are held (a halt may have happened while waiting for
         them): its result is raised as :class:`Skipped`.  Someone else's lease is waited for
         (without any slot) until it expires, at most ``lease_wait`` in all; then
-        :class:`LeaseBusy`.
+        :class:`LeaseBusy`.  A lease lost while the block runs cancels it and is raised.
         """
-        leaser = self.ctx.leaser
-        deadline: float | None = None  # lease_wait counts from the first "held by"
-        tries = 0
-        while True:
-            tries += 1
-            async with _slot(window), self.ctx.limiter:
+
+        @asynccontextmanager
+        async def slots() -> AsyncIterator[None]:
+            async with window if window is not None else nullcontext(), self.ctx.limiter:
                 refused = gate() if gate is not None else None
                 if refused is not None:
                     raise Skipped(refused)
-                try:
-                    held = await leaser.try_acquire(self.app, action.machine_id)
-                except LeaseHeld as exc:
-                    busy = exc
-                else:
-                    self.progress(action, "leased")
-                    return await leaser.run(held, body)
-            now = self.clock.monotonic()
-            if deadline is None:
-                deadline = now + leaser.policy.wait
-            if now >= deadline:
-                raise LeaseBusy(busy, tries=tries, retry_after=leaser.expiry_hint(busy))
-            delay = min(leaser.wait_delay(busy), deadline - now)
-            self.progress(
-                action,
-                "lease_wait",
-                f"lease held by {busy.holder or 'someone else'}; looking again in {delay:.1f}s",
-                quiet=delay,
-            )
-            await self.clock.sleep(delay)
+                yield
+
+        def waiting(busy: LeaseHeld, delay: float) -> None:
+            holder = busy.holder or "someone else"
+            message = f"lease held by {holder}; looking again in {delay:.1f}s"
+            self.progress(action, "lease_wait", message, quiet=delay)
+
+        lease = self.ctx.leaser.lease(self.app, action.machine_id, slots=slots, on_wait=waiting)
+        async with lease as held:
+            self.progress(action, "leased")
+            yield held
 
     def lease_held(self, action: Action, busy: LeaseBusy) -> MachineResult:
         """The ``lease_held`` result: someone else kept the lease past ``lease_wait``."""
@@ -301,6 +285,20 @@ class MachineOps:
             retry_after=busy.retry_after,
         )
 
+    async def refused_412(
+        self,
+        action: Update | Destroy,
+        exc: PreconditionFailed,
+        attempts: int,
+        *,
+        gone: MachineResult,
+    ) -> MachineResult:
+        """The result of a 412 on ``action``: ``gone`` when the machine is being destroyed (a
+        412 may mean that), else the failure itself."""
+        if await self.is_gone(action.machine_id):
+            return gone
+        return self.failure(action, exc, attempts)
+
     async def is_gone(self, machine_id: str) -> bool:
         """Whether the machine is destroyed or being destroyed (a 412 may mean that)."""
         try:
@@ -310,15 +308,3 @@ class MachineOps:
         except FlyAPIError:
             return False
         return to_live_machine(machine).gone
-
-
-class _NoSlot:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-def _slot(window: anyio.CapacityLimiter | None) -> anyio.CapacityLimiter | _NoSlot:
-    return window if window is not None else _NoSlot()

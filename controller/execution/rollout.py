@@ -14,7 +14,7 @@ capacity first keeps the group's serving capacity up during the rolling updates.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from controller.core import defaults as d
@@ -23,6 +23,7 @@ from controller.execution.leasing import LeasePolicy
 from controller.execution.waiting import WaitPolicy
 from controller.model.desired import DesiredApp, DesiredGroup
 from controller.planning.plan import AppPlan, Create, Destroy, NoOp, Restart, Start, Stop, Update
+from controller.settings import DaemonSettings, Settings
 
 __all__ = ["ExecutorSettings", "GroupWork", "batch_size", "batches", "group_work"]
 
@@ -75,6 +76,26 @@ class ExecutorSettings:
     """Pause before re-listing by launch tag after an ambiguous create failure."""
     destroy_wait: float = 30.0
     """How long to wait for a destroyed machine to reach ``destroyed`` (0: don't wait)."""
+    api_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """The client's retry numbers (transient backoff, ``Retry-After`` cap), which the
+    executor's own decisions share: :meth:`retry_policy` adds the executor's numbers to it."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, lease_wait: float | None = None
+    ) -> ExecutorSettings:
+        """The executor's settings from the settings model: the API retry policy, and the
+        daemon's ``lease_wait`` and ``max_in_flight``; ``lease_wait`` (a command-line flag)
+        wins when given.  Everything else keeps its default (:mod:`controller.core.defaults`)."""
+        wait = d.LEASE_WAIT
+        in_flight = d.MAX_IN_FLIGHT
+        if isinstance(settings, DaemonSettings):
+            wait, in_flight = settings.lease_wait, settings.max_in_flight
+        return cls(
+            max_in_flight=in_flight,
+            lease_wait=wait if lease_wait is None else lease_wait,
+            api_retry=settings.retry_policy(),
+        )
 
     def __post_init__(self) -> None:
         for name in ("max_in_flight", "create_concurrency", "destroy_concurrency"):
@@ -111,7 +132,8 @@ class ExecutorSettings:
 
     def retry_policy(self) -> RetryPolicy:
         """The :func:`controller.core.retry.classify` policy for decisions made by the executor."""
-        return RetryPolicy(
+        return replace(
+            self.api_retry,
             conflict=self.conflict_backoff,
             max_conflict_retries=self.conflict_retries,
             lease_requeue_default=self.conflict_requeue,

@@ -24,7 +24,7 @@ from controller.core.errors import (
     WaitTimeout,
 )
 from controller.execution.leasing import HeldLease, LeaseBusy
-from controller.execution.operations import Attempts, Gate, MachineOps, Skipped
+from controller.execution.operations import Gate, MachineOps, Skipped
 from controller.execution.outcomes import MachineResult, Outcome
 from controller.execution.waiting import MachineGone, Unhealthy
 from controller.flyapi import Machine
@@ -50,99 +50,101 @@ class TransitionOps(MachineOps):
         gate: Gate | None = None,
     ) -> MachineResult:
         """Apply one start, stop or restart; always returns its result (API errors included)."""
-        attempts = Attempts()
         wait_timeout = group.update.wait_timeout if group is not None else DEFAULT_WAIT_TIMEOUT_S
         smoke = group.update.smoke_period if group is not None else None
-
-        async def body(held: HeldLease) -> MachineResult:
-            return await self._leased(action, held, attempts, wait_timeout, smoke)
-
+        attempts = 0  # sends tried; every result below reports it
         try:
-            return await self.leased(action, body, window=window, gate=gate)
+            async with self.leased(action, window=window, gate=gate) as held:
+                try:
+                    machine = await self.client.get_machine(self.app, action.machine_id)
+                except NotFound:
+                    raise MachineGone("machine not found when re-read") from None
+                if machine.version and machine.version != action.current_version:
+                    return self.result(
+                        action,
+                        Outcome.REQUEUE,
+                        attempts=attempts,
+                        message=f"the machine changed since planned (version {machine.version}): "
+                        "left for the next pass",
+                    )
+                written = self.clock.now()
+                version = machine.version or ""
+                sent, attempts = await self._send(action, machine, held)
+                if sent is not None:
+                    return sent
+                done = await self._settle(action, machine, version, wait_timeout, smoke, written)
+                if action.generation is not None:
+                    await self.client.set_metadata(
+                        self.app,
+                        action.machine_id,
+                        RESTART_KEY,
+                        action.generation,
+                        nonce=held.nonce,
+                    )
+                    done += f", restart_generation {action.generation} recorded"
+                return self.result(
+                    action, Outcome.OK, attempts=attempts, message=f"{done} (version {version})"
+                )
         except Skipped as skipped:
             return skipped.result
         except LeaseBusy as busy:
             return self.lease_held(action, busy)
         except Unhealthy as exc:
-            return self.result(action, Outcome.UNHEALTHY, attempts=attempts.n, message=str(exc))
+            return self.result(action, Outcome.UNHEALTHY, attempts=attempts, message=str(exc))
         except MachineGone as exc:
-            return self.result(action, Outcome.GONE, attempts=attempts.n, message=str(exc))
+            return self.result(action, Outcome.GONE, attempts=attempts, message=str(exc))
         except PreconditionFailed as exc:
             if await self.is_gone(action.machine_id):
                 return self.result(
-                    action, Outcome.GONE, attempts=attempts.n, message="machine is being destroyed"
+                    action, Outcome.GONE, attempts=attempts, message="machine is being destroyed"
                 )
-            return self.failure(action, exc, attempts.n)
+            return self.failure(action, exc, attempts)
         except FlyAPIError as exc:
-            return self.failure(action, exc, attempts.n)
+            return self.failure(action, exc, attempts)
 
-    async def _leased(
+    async def _settle(
         self,
         action: Transition,
-        held: HeldLease,
-        attempts: Attempts,
+        machine: Machine,
+        version: str,
         wait_timeout: float,
         smoke: float | None,
-    ) -> MachineResult:
-        try:
-            machine = await self.client.get_machine(self.app, action.machine_id)
-        except NotFound:
-            raise MachineGone("machine not found when re-read") from None
-        if machine.version and machine.version != action.current_version:
-            return self.result(
-                action,
-                Outcome.REQUEUE,
-                attempts=attempts.n,
-                message=f"the machine changed since planned (version {machine.version}): "
-                "left for the next pass",
-            )
-        written = self.clock.now()
-        version = machine.version or ""
-        sent = await self._send(action, machine, held, attempts)
-        if sent is not None:
-            return sent
+        written: float,
+    ) -> str:
+        """Wait for what the action asked: stopped, or running healthily; what was done."""
         if isinstance(action, Stop):
             await self._until_stopped(action, version, wait_timeout)
-            done = "stopped"
-        elif isinstance(action, Restart) and not action.running:
-            done = f"{machine.state}: not restarted"
-        else:
-            self.progress(action, "waiting", f"waiting for version {version}")
-            await self.ctx.waiter.until_healthy(
-                self.app,
-                action.machine_id,
-                version,
-                running=True,
-                wait_timeout=wait_timeout,
-                since=written,
-                on_step=lambda phase, quiet: self.progress(action, phase, quiet=quiet),
-                smoke=smoke,
-                config=machine.config,
-            )
-            done = "started" if isinstance(action, Start) else "restarted"
-        if action.generation is not None:
-            await self.client.set_metadata(
-                self.app, action.machine_id, RESTART_KEY, action.generation, nonce=held.nonce
-            )
-            done += f", restart_generation {action.generation} recorded"
-        return self.result(
-            action, Outcome.OK, attempts=attempts.n, message=f"{done} (version {version})"
+            return "stopped"
+        if isinstance(action, Restart) and not action.running:
+            return f"{machine.state}: not restarted"
+        self.progress(action, "waiting", f"waiting for version {version}")
+        await self.ctx.waiter.until_healthy(
+            self.app,
+            action.machine_id,
+            version,
+            running=True,
+            wait_timeout=wait_timeout,
+            since=written,
+            on_step=lambda phase, quiet: self.progress(action, phase, quiet=quiet),
+            smoke=smoke,
+            config=machine.config,
         )
+        return "started" if isinstance(action, Start) else "restarted"
 
     async def _send(
-        self, action: Transition, machine: Machine, held: HeldLease, attempts: Attempts
-    ) -> MachineResult | None:
+        self, action: Transition, machine: Machine, held: HeldLease
+    ) -> tuple[MachineResult | None, int]:
         """Send the start/stop/restart (nothing for a restart of a machine not running);
-        429s are waited out.  A result when the action must end here, else None."""
+        429s are waited out.  A result when the action must end here (else None), and the
+        number of sends made."""
         if isinstance(action, Restart) and not action.running:
-            return None
+            return None, 0
         if isinstance(action, Start) and machine.state not in ("stopped", "suspended", "created"):
-            return None  # started meanwhile (autostart, someone): the health gate still runs
+            return None, 0  # started meanwhile (autostart, someone): the health gate still runs
         if isinstance(action, Stop) and machine.state in ("stopped", "suspended", "created"):
-            return None
+            return None, 0
         last: RateLimited | None = None
-        for _ in range(RATE_LIMITED_ATTEMPTS):
-            attempts.n += 1
+        for sends in range(1, RATE_LIMITED_ATTEMPTS + 1):
             self.progress(action, "writing", action.kind)
             try:
                 if isinstance(action, Start):
@@ -157,17 +159,18 @@ class TransitionOps(MachineOps):
                 hint = exc.retry_after if exc.retry_after is not None else 1.0
                 await self.clock.sleep(min(policy.max_retry_after, max(hint, 0.1)))
                 continue
-            return None
+            return None, sends
         if last is None:  # unreachable: RATE_LIMITED_ATTEMPTS >= 1 and only 429s continue
             raise RuntimeError("transition loop ended without an attempt")
-        return self.result(
+        result = self.result(
             action,
             Outcome.REQUEUE,
-            attempts=attempts.n,
+            attempts=RATE_LIMITED_ATTEMPTS,
             exc=last,
             message=f"rate limited {RATE_LIMITED_ATTEMPTS} times: left for the next pass",
             retry_after=last.retry_after,
         )
+        return result, RATE_LIMITED_ATTEMPTS
 
     async def _until_stopped(self, action: Stop, version: str, wait_timeout: float) -> None:
         """Wait (long-polls, bounded by ``wait_timeout``) until the machine is ``stopped``."""

@@ -1,11 +1,12 @@
 """Updating one machine (DESIGN.md 5, steps 1-6).
 
-Under the machine's lease (:meth:`~controller.execution.operations.MachineOps.leased`): if the lease
-shows another version than the plan was made from, re-read and re-plan that machine; ``POST``
-the full desired config with ``current_version`` and the lease nonce (``skip_launch`` for
-stopped, suspended and created machines); on a 409 version conflict re-read, re-plan (it may
-now be a no-op) and retry with jittered backoff from 100 ms, at most ``conflict_retries``
-times, then requeue; finally wait until the machine runs the new version healthily.  A
+Under the machine's lease (``async with`` :meth:`MachineOps.leased
+<controller.execution.operations.MachineOps.leased>`): if the lease shows another version
+than the plan was made from, re-read and re-plan that machine; ``POST`` the full desired
+config with ``current_version`` and the lease nonce (``skip_launch`` for stopped, suspended
+and created machines); on a 409 version conflict re-read, re-plan (it may now be a no-op) and
+retry with jittered backoff from 100 ms, at most ``conflict_retries`` times, then requeue;
+finally wait until the machine runs the new version healthily.  A
 re-plan that finds the machine in sync still verifies its health before reporting ``noop``.
 """
 
@@ -15,8 +16,8 @@ import anyio
 
 from controller.core.errors import FlyAPIError, NotFound, PreconditionFailed, VersionConflict
 from controller.core.retry import Replan, classify
-from controller.execution.leasing import HeldLease, LeaseBusy
-from controller.execution.operations import Attempts, Gate, MachineOps, Skipped, to_live_machine
+from controller.execution.leasing import LeaseBusy
+from controller.execution.operations import Gate, MachineOps, Skipped, to_live_machine
 from controller.execution.outcomes import MachineResult, Outcome
 from controller.execution.waiting import MachineGone, Unhealthy
 from controller.model.desired import DEFAULT_WAIT_TIMEOUT_S, DesiredGroup
@@ -41,80 +42,88 @@ class UpdateOps(MachineOps):
         ``window`` is the group's sliding ``max_unavailable`` window, ``gate`` the halt check
         made once a slot of it is held (see :meth:`MachineOps.leased`).
         """
-        attempts = Attempts()
         wait_timeout = group.update.wait_timeout if group is not None else DEFAULT_WAIT_TIMEOUT_S
         smoke = group.update.smoke_period if group is not None else None
-
-        async def body(held: HeldLease) -> MachineResult:
-            return await self.update_leased(action, held, attempts, wait_timeout, smoke)
-
+        attempts = 0  # writes tried; every result below reports it
         try:
-            return await self.leased(action, body, window=window, gate=gate)
+            async with self.leased(action, window=window, gate=gate) as held:
+                current = action
+                if held.version and held.version != action.current_version:
+                    replanned = await self.replan(
+                        current, "the lease shows a newer version", attempts, wait_timeout, smoke
+                    )
+                    if isinstance(replanned, MachineResult):
+                        return replanned
+                    current = replanned
+                conflicts = 0
+                while True:  # bounded: classify stops replanning after conflict_retries
+                    attempts += 1
+                    written = self.clock.now()
+                    self.progress(
+                        current, "writing", f"update from version {current.current_version}"
+                    )
+                    try:
+                        updated = await self.client.update_machine(
+                            self.app,
+                            current.machine_id,
+                            config=current.config,
+                            current_version=current.current_version,
+                            nonce=held.nonce,
+                            skip_launch=current.skip_launch,
+                        )
+                    except VersionConflict as exc:
+                        conflicts += 1
+                        decision = classify(
+                            exc, attempt=conflicts, rng=self.ctx.rng, policy=self.ctx.policy
+                        )
+                        if not isinstance(decision, Replan):
+                            raise
+                        await self.clock.sleep(decision.after)
+                        replanned = await self.replan(
+                            current, "409 version conflict", attempts, wait_timeout, smoke
+                        )
+                        if isinstance(replanned, MachineResult):
+                            return replanned
+                        current = replanned
+                        continue
+                    break
+                return await self.await_updated(
+                    current,
+                    updated.version or "",
+                    attempts,
+                    written,
+                    wait_timeout,
+                    smoke,
+                    replanned=current is not action,
+                )
         except Skipped as skipped:
             return skipped.result
         except LeaseBusy as busy:
             return self.lease_held(action, busy)
         except Unhealthy as exc:
-            return self.result(action, Outcome.UNHEALTHY, attempts=attempts.n, message=str(exc))
+            return self.result(action, Outcome.UNHEALTHY, attempts=attempts, message=str(exc))
         except MachineGone as exc:
-            return self.result(action, Outcome.GONE, attempts=attempts.n, message=str(exc))
+            return self.result(action, Outcome.GONE, attempts=attempts, message=str(exc))
         except PreconditionFailed as exc:
-            if await self.is_gone(action.machine_id):
-                return self.result(
-                    action, Outcome.GONE, attempts=attempts.n, message="machine is being destroyed"
-                )
-            return self.failure(action, exc, attempts.n)
-        except FlyAPIError as exc:
-            return self.failure(action, exc, attempts.n)
-
-    async def update_leased(
-        self,
-        planned: Update,
-        held: HeldLease,
-        attempts: Attempts,
-        wait_timeout: float,
-        smoke: float | None = None,
-    ) -> MachineResult:
-        """The part of :meth:`update` that runs under the lease ``held``."""
-        action = planned
-        if held.version and held.version != planned.current_version:
-            replanned = await self.replan(
-                planned, "the lease shows a newer version", attempts, wait_timeout, smoke
+            gone = self.result(
+                action, Outcome.GONE, attempts=attempts, message="machine is being destroyed"
             )
-            if isinstance(replanned, MachineResult):
-                return replanned
-            action = replanned
-        conflicts = 0
-        while True:
-            attempts.n += 1
-            written = self.clock.now()
-            self.progress(action, "writing", f"update from version {action.current_version}")
-            try:
-                updated = await self.client.update_machine(
-                    self.app,
-                    action.machine_id,
-                    config=action.config,
-                    current_version=action.current_version,
-                    nonce=held.nonce,
-                    skip_launch=action.skip_launch,
-                )
-            except VersionConflict as exc:
-                conflicts += 1
-                decision = classify(
-                    exc, attempt=conflicts, rng=self.ctx.rng, policy=self.ctx.policy
-                )
-                if not isinstance(decision, Replan):
-                    raise
-                await self.clock.sleep(decision.after)
-                replanned = await self.replan(
-                    action, "409 version conflict", attempts, wait_timeout, smoke
-                )
-                if isinstance(replanned, MachineResult):
-                    return replanned
-                action = replanned
-                continue
-            break
-        version = updated.version or ""
+            return await self.refused_412(action, exc, attempts, gone=gone)
+        except FlyAPIError as exc:
+            return self.failure(action, exc, attempts)
+
+    async def await_updated(
+        self,
+        action: Update,
+        version: str,
+        attempts: int,
+        written: float,
+        wait_timeout: float,
+        smoke: float | None,
+        *,
+        replanned: bool,
+    ) -> MachineResult:
+        """Wait until the machine runs the ``version`` just written, healthily; its result."""
         self.progress(action, "waiting", f"waiting for version {version}")
         await self.ctx.waiter.until_healthy(
             self.app,
@@ -127,11 +136,11 @@ class UpdateOps(MachineOps):
             smoke=smoke,
             config=action.config,
         )
-        note = " (re-planned after a concurrent change)" if action is not planned else ""
+        note = " (re-planned after a concurrent change)" if replanned else ""
         return self.result(
             action,
             Outcome.OK,
-            attempts=attempts.n,
+            attempts=attempts,
             message=f"now running version {version}{note}",
             version=version,
         )
@@ -140,7 +149,7 @@ class UpdateOps(MachineOps):
         self,
         action: Update,
         why: str,
-        attempts: Attempts,
+        attempts: int,
         wait_timeout: float,
         smoke: float | None = None,
     ) -> Update | MachineResult:
@@ -163,7 +172,7 @@ class UpdateOps(MachineOps):
             return self.result(
                 action,
                 Outcome.GONE,
-                attempts=attempts.n,
+                attempts=attempts,
                 message=f"no longer planned after re-reading ({why}): left alone",
             )
         version = machine.version or ""
@@ -180,7 +189,7 @@ class UpdateOps(MachineOps):
         return self.result(
             action,
             Outcome.NOOP,
-            attempts=attempts.n,
+            attempts=attempts,
             message=f"in sync after re-reading ({why}): {found.reason}",
             version=version,
         )

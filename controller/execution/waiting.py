@@ -90,7 +90,13 @@ class WaitPolicy:
     """How long a machine without checks must stay up without crashing (flyctl: 10 s)."""
     created_404_grace: float = d.CREATED_404_GRACE
     """How long a 404 right after a create is retried (FLY_API.md 1.6)."""
-    error_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=2.0, minimum=0.5))
+    error_backoff: Backoff = field(
+        default_factory=lambda: Backoff(
+            base=d.WAIT_ERROR_BACKOFF_BASE,
+            cap=d.WAIT_ERROR_BACKOFF_CAP,
+            minimum=d.WAIT_ERROR_BACKOFF_BASE,
+        )
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.chunk <= 60:
@@ -243,9 +249,8 @@ class Waiter:
                 await self._client.wait_machine(
                     app, machine_id, state="started", version=version, timeout=poll
                 )
-            except WaitTimeout:
-                machine = await self._read(app, machine_id, deadline=deadline)
-                self._judge(machine, version, running=True, since=since)
+            except WaitTimeout:  # not started yet: fail fast if it never will be
+                await self._read_running(app, machine_id, version, deadline, since)
             except NotFound:
                 if not just_created or self._clock.monotonic() >= grace_end:
                     raise MachineGone("machine not found while waiting for it") from None
@@ -253,8 +258,7 @@ class Waiter:
                 await self._pause(failures, deadline)
             except BadRequest:
                 # e.g. "failed to reach desired state, started, currently replaced"
-                machine = await self._read(app, machine_id, deadline=deadline)
-                self._judge(machine, version, running=True, since=since)
+                machine = await self._read_running(app, machine_id, version, deadline, since)
                 if machine.state == "started":
                     return
                 raise
@@ -282,17 +286,14 @@ class Waiter:
         if expected == 0:  # known from the config we wrote: no read before the smoke period
             if smoke > 0:
                 await self._stays_up(app, machine_id, version, deadline, smoke, step)
-            machine = await self._read(app, machine_id, deadline=deadline)
-            self._judge(machine, version, running=True, since=since)
+            machine = await self._read_running(app, machine_id, version, deadline, since)
             return machine
-        machine = await self._read(app, machine_id, deadline=deadline)
-        self._judge(machine, version, running=True, since=since)
+        machine = await self._read_running(app, machine_id, version, deadline, since)
         expected = configured_checks(machine.config)
         if not expected:
             if smoke > 0:
                 await self._stays_up(app, machine_id, version, deadline, smoke, step)
-                machine = await self._read(app, machine_id, deadline=deadline)
-                self._judge(machine, version, running=True, since=since)
+                machine = await self._read_running(app, machine_id, version, deadline, since)
             return machine
         pause = min(
             check_interval(machine.config, self.policy.poll_min, self.policy.poll_max),
@@ -309,8 +310,7 @@ class Waiter:
             quiet = min(pause * self._rng.uniform(1.0, 1.1), deadline - now)
             step("checking", quiet)
             await self._clock.sleep(quiet)
-            machine = await self._read(app, machine_id, deadline=deadline)
-            self._judge(machine, version, running=True, since=since)
+            machine = await self._read_running(app, machine_id, version, deadline, since)
 
     async def _stays_up(
         self,
@@ -385,6 +385,15 @@ class Waiter:
                     raise
                 failures += 1
                 await self._pause(failures, deadline)
+
+    async def _read_running(
+        self, app: str, machine_id: str, version: str, deadline: float, since: float
+    ) -> Machine:
+        """Read the machine and judge it as one that should run ``version`` (see
+        :meth:`_judge`); raises :class:`Unhealthy` / :class:`MachineGone` otherwise."""
+        machine = await self._read(app, machine_id, deadline=deadline)
+        self._judge(machine, version, running=True, since=since)
+        return machine
 
     async def _pause(self, failures: int, deadline: float) -> None:
         remaining = max(0.0, deadline - self._clock.monotonic())

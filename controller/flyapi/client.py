@@ -40,7 +40,7 @@ from pydantic import SecretStr
 
 from controller.clock import Clock
 from controller.core.errors import ConfigError, InvalidResponse
-from controller.core.retry import Backoff, RetryPolicy
+from controller.core.retry import RetryPolicy
 from controller.flyapi.endpoints import (
     ENDPOINTS,
     WAIT_MAX_SECONDS,
@@ -130,20 +130,13 @@ class MachinesClient(LeaseCalls):
             follow_redirects=False,  # never replay the bearer token to another location
             transport=transport,
         )
-        policy = RetryPolicy(
-            max_attempts=settings.retry_max_attempts,
-            transient=Backoff(
-                base=settings.retry_base_delay, cap=settings.retry_max_delay, minimum=1.0
-            ),
-            max_retry_after=settings.retry_max_retry_after,
-        )
         client = cls(
             http,
             token=settings.api_token,
             clock=clock,
             rng=rng,
             limits=RateLimits.from_settings(settings),
-            retry=policy,
+            retry=settings.retry_policy(),
             on_response=on_response,
             wait_timeout_margin=settings.wait_timeout_margin,
             max_pages=settings.list_max_pages,
@@ -184,6 +177,11 @@ class MachinesClient(LeaseCalls):
         instead of going out.  Reads, lease refreshes and lease releases still go out, so
         operations in flight can finish and give their leases back."""
         self._exchange.stopping = True
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy the client's calls follow."""
+        return self._exchange.policy
 
     @property
     def rate_limiter(self) -> RateLimiter:

@@ -187,3 +187,67 @@ def test_token_file_with_inner_newline_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"token file .* holds whitespace") as info:
         Settings(_env_file=None, api_token_file=path)
     assert TOKEN not in str(info.value)
+
+
+async def test_settings_defaults_executor_defaults_and_policies_agree() -> None:
+    """One source for every default: the settings model, ``ExecutorSettings()`` and the
+    policies built from either (the client's and the executor's) are the same numbers."""
+    import random
+
+    from pydantic import SecretStr
+
+    from controller.core import defaults as d
+    from controller.core.retry import RetryPolicy
+    from controller.execution.rollout import ExecutorSettings
+    from controller.flyapi import MachinesClient
+    from controller.settings import DaemonSettings
+    from controller.testing import FakeClock
+
+    daemon = DaemonSettings(_env_file=None, api_token=SecretStr(TOKEN))
+    plain = Settings(_env_file=None)
+    assert daemon.retry_policy() == plain.retry_policy() == RetryPolicy()
+    assert RetryPolicy().transient.minimum == d.RETRY_MIN_DELAY
+    assert ExecutorSettings.from_settings(daemon) == ExecutorSettings()
+    assert ExecutorSettings.from_settings(plain) == ExecutorSettings()
+    assert (
+        ExecutorSettings().retry_policy() == ExecutorSettings.from_settings(daemon).retry_policy()
+    )
+    assert ExecutorSettings().api_retry == RetryPolicy()
+    client = MachinesClient.from_settings(daemon, clock=FakeClock(), rng=random.Random(0))
+    await client.aclose()
+    assert client.retry_policy == daemon.retry_policy() == RetryPolicy()
+
+
+async def test_settings_flow_into_the_executor_and_client_policies() -> None:
+    """Changed settings reach both policies; a command-line ``lease_wait`` wins."""
+    import random
+
+    from pydantic import SecretStr
+
+    from controller.execution.rollout import ExecutorSettings
+    from controller.flyapi import MachinesClient
+    from controller.settings import DaemonSettings
+    from controller.testing import FakeClock
+
+    daemon = DaemonSettings(
+        _env_file=None,
+        api_token=SecretStr(TOKEN),
+        lease_wait=7,
+        max_in_flight=9,
+        retry_max_attempts=2,
+        retry_base_delay=0.5,
+        retry_max_delay=8,
+        retry_max_retry_after=20,
+    )
+    ex = ExecutorSettings.from_settings(daemon)
+    assert (ex.lease_wait, ex.max_in_flight) == (7, 9)
+    assert ex.lease_policy().wait == 7
+    policy = ex.retry_policy()
+    assert (policy.max_attempts, policy.max_retry_after) == (2, 20)
+    assert (policy.transient.base, policy.transient.cap) == (0.5, 8)
+    assert policy.max_conflict_retries == ex.conflict_retries  # the executor's own numbers
+    assert ExecutorSettings.from_settings(daemon, lease_wait=0).lease_wait == 0
+    client = MachinesClient.from_settings(daemon, clock=FakeClock(), rng=random.Random(0))
+    assert client.retry_policy == daemon.retry_policy()
+    await client.aclose()
+    assert client.retry_policy.transient == policy.transient
