@@ -83,6 +83,7 @@ def to_live_machine(machine: Machine) -> LiveMachine:
         name=machine.name,
         checks=tuple(CheckStatus(name=c.name, status=c.status) for c in machine.checks),
         created_at=machine.created_at or "",
+        image_digest=machine.image_ref.digest if machine.image_ref is not None else None,
     )
 
 

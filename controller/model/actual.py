@@ -113,6 +113,9 @@ class LiveMachine:
     checks: tuple[CheckStatus, ...] = ()
     created_at: str = ""
     """RFC 3339 text as Fly sends it; compared as text to find the newest of duplicates."""
+    image_digest: str | None = None
+    """The digest Fly resolved ``config.image`` to (``image_ref.digest``): what really runs, so a
+    plan can show it next to a tag that may have moved."""
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> LiveMachine:
@@ -132,6 +135,7 @@ class LiveMachine:
             config=config if isinstance(config, Mapping) else {},
             checks=checks,
             created_at=str(data.get("created_at") or ""),
+            image_digest=_digest(data.get("image_ref")),
         )
 
     @property
@@ -169,3 +173,12 @@ class LiveMachine:
     def gone(self) -> bool:
         """Destroyed or on its way out: ignored by the planner."""
         return self.state in GONE_STATES
+
+
+def _digest(image_ref: object) -> str | None:
+    """``image_ref.digest`` when the API resolved one."""
+    if isinstance(image_ref, Mapping):
+        digest = image_ref.get("digest")
+        if isinstance(digest, str) and digest:
+            return digest
+    return None

@@ -160,6 +160,8 @@ class Update:
     reason: str
     skip_launch: bool
     drift: DriftKind
+    image_digest: str | None = None
+    """The digest the machine runs now, when Fly resolved one (shown beside the image)."""
     kind: ClassVar[str] = "update"
 
 
@@ -188,6 +190,9 @@ class NoOp:
     region: str
     reason: str
     stale_spec: bool = False
+    image_digest: str | None = None
+    """The digest the machine runs, when Fly resolved one: a plan that says "in sync" for a
+    moving tag shows what actually runs."""
     kind: ClassVar[str] = "noop"
 
 
@@ -492,7 +497,15 @@ def _compare(target: _Target, slot: str, machine: LiveMachine, canon: _Canonical
         reason = "in sync" if raw_same else "in sync (only fields Fly fills or rewrites differ)"
         if stale:
             reason += "; spec tag outdated"
-        noop = NoOp(machine.id, slot, group, region, reason, stale_spec=stale)
+        noop = NoOp(
+            machine.id,
+            slot,
+            group,
+            region,
+            reason,
+            stale_spec=stale,
+            image_digest=machine.image_digest,
+        )
         return _run_state(target, slot, machine, noop)
     file_changed = machine.spec != target.hash
     out_of_band = machine.spec != view.spec_hash()
@@ -520,6 +533,7 @@ def _compare(target: _Target, slot: str, machine: LiveMachine, canon: _Canonical
             else target.group.state == "stopped"
         ),
         drift=drift,
+        image_digest=machine.image_digest,
     )
 
 

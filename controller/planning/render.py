@@ -169,6 +169,8 @@ def _render_app(plan: AppPlan) -> list[str]:
             where = _where(action.slot, action.group, action.region)
             launch = " [stays stopped]" if action.skip_launch else ""
             lines.append(f"{_INDENT}~ update {action.machine_id} {where}{launch}: {action.reason}")
+            if action.image_digest is not None:
+                lines.append(f"{_INDENT * 3}  (runs {action.image_digest} now)")
             lines.extend(changes("update", action.group, action.slot, action.diff))
         elif isinstance(action, Destroy):
             where = _where(action.slot, action.group, action.region)
@@ -333,6 +335,7 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
                     skip_launch=a.skip_launch,
                     current_version=a.current_version,
                     changes=_changes(a.diff),
+                    image_digest=a.image_digest,
                     **common,
                     **base,
                 )
@@ -350,7 +353,15 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
                 )
             )
         else:
-            out.append(_record(action="noop", machine_id=a.machine_id, **common, **base))
+            out.append(
+                _record(
+                    action="noop",
+                    machine_id=a.machine_id,
+                    image_digest=a.image_digest,
+                    **common,
+                    **base,
+                )
+            )
     out.extend(_drift_record(plan.app, d) for d in plan.drift)
     out.extend(
         _record(
