@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio
 
+from controller.cli.confirming import add_embedded_flag, add_lease_wait_flag, confirmed
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError, VersionConflict
 from controller.execution.leasing import LeaseBusy, Leaser
@@ -63,31 +64,8 @@ def add_adopt_parser(sub: Any, default_dir: Any) -> None:
     adopt_cmd.add_argument("dir", nargs="?", type=type(default_dir), default=default_dir)
     adopt_cmd.add_argument("--app", required=True, help="the app whose machines to adopt")
     adopt_cmd.add_argument("--yes", action="store_true", help="adopt without asking")
-    adopt_cmd.add_argument(
-        "--lease-wait",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long to wait for a lease someone else holds (default: 60)",
-    )
-    adopt_cmd.add_argument(
-        "--embedded",
-        action="store_true",
-        help="against the in-process emulator (a demonstration; no token)",
-    )
-
-
-def _confirm(yes: bool) -> bool:
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        print(
-            "machine-reconciler: error: refusing to adopt without confirmation: pass --yes "
-            "when not on a terminal",
-            file=sys.stderr,
-        )
-        return False
-    return input("\nAdopt these machines? Only 'yes' is accepted: ").strip() == "yes"
+    add_lease_wait_flag(adopt_cmd)
+    add_embedded_flag(adopt_cmd, what="against the in-process emulator (a demonstration; no token)")
 
 
 def adopt(
@@ -112,7 +90,7 @@ def adopt(
             sys.stdout.write(render(proposal))
             if not proposal.adoptions:
                 return EXIT_OK
-            if not _confirm(args.yes):
+            if not confirmed(yes=args.yes, verb="adopt", question="Adopt these machines?"):
                 return EXIT_ERROR
             leaser = Leaser(
                 api,

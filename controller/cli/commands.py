@@ -22,6 +22,7 @@ from pydantic import SecretStr, ValidationError
 
 from controller import __version__
 from controller.cli.adopt import add_adopt_parser, adoptable_lines, adoptable_records
+from controller.cli.confirming import add_lease_wait_flag, confirmed
 from controller.cli.restart import add_restart_parser
 from controller.cli.run import add_run_parser, cmd_run
 from controller.cli.targeting import add_targeting_arguments, targeted
@@ -164,13 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply_cmd.add_argument(
         "--allow-empty", action="store_true", help="allow a plan that leaves an app empty"
     )
-    apply_cmd.add_argument(
-        "--lease-wait",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long to wait for a lease someone else holds (default: 60)",
-    )
+    add_lease_wait_flag(apply_cmd)
     apply_cmd.add_argument(
         "--grace",
         type=float,
@@ -394,15 +389,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------- apply
 
 
-def _confirm(plans: Sequence[AppPlan]) -> bool:
-    """Ask on a terminal; refuse (with a hint) when nobody can answer."""
-    if not sys.stdin.isatty():
-        _error("refusing to apply without confirmation: pass --yes when not on a terminal")
-        return False
-    answer = input("\nApply these changes? Only 'yes' is accepted: ")
-    return answer.strip() == "yes"
-
-
 def _cmd_apply(args: argparse.Namespace) -> int:
     from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
     from controller.cli.apply import Interrupt, Reporter, apply_apps, exit_code
@@ -436,7 +422,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 apps,
                 executor=executor,
                 reporter=reporter,
-                confirm=(lambda _plans: True) if args.yes else _confirm,
+                confirm=lambda _plans: confirmed(
+                    yes=args.yes, verb="apply", question="Apply these changes?"
+                ),
                 prune=args.prune,
                 allow_empty=args.allow_empty,
                 interrupt=interrupt,

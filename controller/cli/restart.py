@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from controller.cli.confirming import add_embedded_flag, add_lease_wait_flag, confirmed
 from controller.cli.targeting import targeted
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
@@ -62,31 +63,8 @@ def add_restart_parser(sub: Any, default_dir: Path) -> None:
         help="only this group's machines (repeatable)",
     )
     cmd.add_argument("--yes", action="store_true", help="restart without asking")
-    cmd.add_argument(
-        "--lease-wait",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long to wait for a lease someone else holds (default: 60)",
-    )
-    cmd.add_argument(
-        "--embedded",
-        action="store_true",
-        help="against the in-process emulator (a demonstration; no token)",
-    )
-
-
-def _confirm(yes: bool) -> bool:
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        print(
-            "machine-reconciler: error: refusing to restart without confirmation: pass --yes "
-            "when not on a terminal",
-            file=sys.stderr,
-        )
-        return False
-    return input("\nRestart these machines? Only 'yes' is accepted: ").strip() == "yes"
+    add_lease_wait_flag(cmd)
+    add_embedded_flag(cmd, what="against the in-process emulator (a demonstration; no token)")
 
 
 def restart(
@@ -123,7 +101,7 @@ def restart(
                 print(f"  {machine.id} {machine.slot}: {machine.state}, not restarted")
             if not proposal.plan.actions:
                 return EXIT_CONVERGED
-            if not _confirm(args.yes):
+            if not confirmed(yes=args.yes, verb="restart", question="Restart these machines?"):
                 return EXIT_ERROR
             reporter = Reporter(redact=redact)
             executor = Executor(

@@ -1,0 +1,50 @@
+"""What every changing command (``apply``, ``adopt``, ``restart``) shares at its edge: the
+``--yes`` rule and the flags that mean the same everywhere.
+
+The rule: with ``--yes`` the change goes ahead; on a terminal a typed ``yes`` is required; off
+a terminal (CI, cron, a pipe) without ``--yes`` the command refuses and says why, so nothing is
+changed by a job that cannot be asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_embedded_flag", "add_lease_wait_flag", "confirmed"]
+
+DEFAULT_LEASE_WAIT = 60.0
+
+
+def confirmed(*, yes: bool, verb: str, question: str) -> bool:
+    """Whether to go ahead with the change (see the module docstring).
+
+    ``verb`` names the command in the refusal ("refusing to adopt ..."); ``question`` is what
+    the terminal is asked ("Adopt these machines?").
+    """
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print(
+            f"machine-reconciler: error: refusing to {verb} without confirmation: pass --yes "
+            "when not on a terminal",
+            file=sys.stderr,
+        )
+        return False
+    return input(f"\n{question} Only 'yes' is accepted: ").strip() == "yes"
+
+
+def add_lease_wait_flag(parser: argparse.ArgumentParser) -> None:
+    """``--lease-wait SECONDS``: how long someone else's lease is waited for, never cleared."""
+    parser.add_argument(
+        "--lease-wait",
+        type=float,
+        default=DEFAULT_LEASE_WAIT,
+        metavar="SECONDS",
+        help=f"how long to wait for a lease someone else holds (default: {DEFAULT_LEASE_WAIT:g})",
+    )
+
+
+def add_embedded_flag(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--embedded``: run against the in-process emulator (a demonstration; no token)."""
+    parser.add_argument("--embedded", action="store_true", help=what)
