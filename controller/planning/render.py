@@ -300,6 +300,7 @@ def _record(**fields: Any) -> dict[str, Any]:
         "drift": None,
         "skip_launch": None,
         "current_version": None,
+        "image_digest": None,
         "changes": [],
     }
     record.update(fields)
