@@ -464,16 +464,21 @@ async def _with_signals(run: Callable[[], Awaitable[int]], interrupt: Interrupt)
     return interrupt.exit_code if interrupt.interrupted else code
 
 
-def _cmd_adopt(args: argparse.Namespace) -> int:
-    from controller.cli.adopt import adopt
-
+def _one_app(args: argparse.Namespace) -> DesiredApp:
+    """The ``--app`` of a one-app command (``adopt``, ``restart``); a bad file is an error."""
     loaded = _load(args.dir)
     if args.app in loaded.blocked:
         raise ConfigError(f"the desired-state file of app {args.app} is invalid")
     [desired] = _selected(loaded, [args.app])
+    return desired
+
+
+def _cmd_adopt(args: argparse.Namespace) -> int:
+    from controller.cli.adopt import adopt
+
     return adopt(
         args,
-        desired,
+        _one_app(args),
         client=lambda apps: _client(apps, embedded=args.embedded),
         redact=REDACTOR.redact,
     )
@@ -482,13 +487,9 @@ def _cmd_adopt(args: argparse.Namespace) -> int:
 def _cmd_restart(args: argparse.Namespace) -> int:
     from controller.cli.restart import restart
 
-    loaded = _load(args.dir)
-    if args.app in loaded.blocked:
-        raise ConfigError(f"the desired-state file of app {args.app} is invalid")
-    [desired] = _selected(loaded, [args.app])
     return restart(
         args,
-        desired,
+        _one_app(args),
         client=lambda apps: _client(apps, embedded=args.embedded),
         redact=REDACTOR.redact,
     )

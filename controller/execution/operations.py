@@ -288,7 +288,7 @@ class MachineOps:
 
     async def refused_412(
         self,
-        action: Update | Destroy,
+        action: Update | Destroy | Start | Stop | Restart,
         exc: PreconditionFailed,
         attempts: int,
         *,

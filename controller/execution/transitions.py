@@ -94,11 +94,10 @@ class TransitionOps(MachineOps):
         except MachineGone as exc:
             return self.result(action, Outcome.GONE, attempts=attempts, message=str(exc))
         except PreconditionFailed as exc:
-            if await self.is_gone(action.machine_id):
-                return self.result(
-                    action, Outcome.GONE, attempts=attempts, message="machine is being destroyed"
-                )
-            return self.failure(action, exc, attempts)
+            gone = self.result(
+                action, Outcome.GONE, attempts=attempts, message="machine is being destroyed"
+            )
+            return await self.refused_412(action, exc, attempts, gone=gone)
         except FlyAPIError as exc:
             return self.failure(action, exc, attempts)
 
