@@ -4,6 +4,7 @@ count is flat too), and a no-op pass costs one list per app.  Not part of ``make
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -64,15 +65,17 @@ def test_daemon_soak_with_light_faults(emulator: Emulator, tmp_path: Path) -> No
         # A no-op pass: one list per app and nothing else.
         time.sleep(INTERVAL * 1.2 + 1)
         emulator.call("DELETE", "/requests")
-        time.sleep(INTERVAL * 2.5)
+        window = INTERVAL * 2.5
+        time.sleep(window)
         log = emulator.requests()
         lists = [e for e in log if e["method"] == "GET" and e["path"].endswith("/machines")]
-        passes = len(lists) / APPS
         print(f"no-op passes: {len(log)} requests, {len(lists)} lists for {APPS} apps")
-        assert passes >= 1
         assert len(log) == len(lists), "a no-op pass lists each app, nothing more"
+        # Each app runs on its own schedule, so in a 2.5-interval window an app passes two or
+        # three times: at least once, and never more than one list per pass.
         for name in names:
-            assert sum(e["path"] == f"/v1/apps/{name}/machines" for e in lists) == round(passes)
+            count = sum(e["path"] == f"/v1/apps/{name}/machines" for e in lists)
+            assert 1 <= count <= math.ceil(window / INTERVAL), (name, count)
 
         # Light faults for the rest of the soak: 2 % of calls get a 503, some are slow.
         emulator.call("POST", "/faults", {"path": ".*", "status": 503, "probability": 0.02})
@@ -83,7 +86,8 @@ def test_daemon_soak_with_light_faults(emulator: Emulator, tmp_path: Path) -> No
             time.sleep(min(30.0, max(0.0, end - time.monotonic())))
             samples.append(proc_stats(daemon.proc.pid))
             assert daemon.get("/healthz").status_code == 200
-        first, peak = samples[min(1, len(samples) - 1)], samples[-1]
+        first = samples[min(1, len(samples) - 1)]
+        peak = tuple(max(s[i] for s in samples[1:] or samples) for i in range(3))
         print(
             f"soak {SECONDS:.0f}s: RSS {samples[0][0]} -> {samples[-1][0]} kB "
             f"(max {max(s[0] for s in samples)}), fds {samples[0][1]} -> {samples[-1][1]}, "
