@@ -315,7 +315,7 @@ class Daemon:
         self.passes += 1
         # A pass whose every call failed (a hung or failing API) finished, but made no
         # progress: liveness must not count it, or /healthz and the watchdog never notice.
-        if not current.apps or self.telemetry.last_answer >= current.started:
+        if not current.apps or self.executor.client.api_calls().last_answer >= current.started:
             self.last_pass_at = self.clock.monotonic()
             self.metrics.pass_finished(self.clock.now())
         current.done.set()
@@ -448,39 +448,53 @@ class Daemon:
     # ------------------------------------------------------------------ health
 
     def liveness(self) -> Check:
-        """Healthy while a pass finished, or the loop showed work, within 3 x interval (or,
-        while an API call is in progress, within its request deadline plus a retry sleep).
+        """Healthy while the loop moves *and* the API answers (``/healthz``, the watchdog).
 
-        A long rollout keeps the loop busy for longer than a pass normally takes; it is
-        alive as long as it makes API calls or machine actions progress.  A stuck loop shows
-        neither.
+        * **The loop moves**: a pass finished within 3 x interval (a pass that needed the API
+          counts only if the API answered during it), or, while work is under way (a long
+          rollout, an app reconciling), the loop showed work within 3 x interval: an API
+          answer, an executor event, a wait the executor announced (a check interval, someone
+          else's lease), an API call on the wire, or a retry sleep that is not over.  So a 60 s
+          ``/wait`` long-poll with ``--interval 5`` is waiting, not stuck, and a loop stuck
+          with no call in flight still fails after 3 x interval.
+        * **The API answers**: once an attempt has failed (a timeout, a dropped connection, a
+          5xx; an attempt past its own deadline counts as failed) and nothing answered since,
+          the work above proves nothing: the executor announces waits and reports progress
+          while the client retries a dead API.  The API is then given until both (a) it has
+          been silent for 3 x interval, as a pass would be, and (b) the failed call's retry
+          had its chance, one retry sleep plus one request deadline after the failure
+          (:meth:`~controller.flyapi.client.MachinesClient.silence_grace`), and longer only
+          while an attempt that began before the silence is within its own deadline (a
+          long-poll started while the API answered).  Then the daemon is unhealthy until the
+          API answers again, which recovers it at once.  A long-poll sent *after* the API went
+          silent does not buy it another minute.
+
+        Bookkeeping of the calls: :mod:`controller.flyapi.inflight`.
         """
         now = self.clock.monotonic()
         limit = LIVENESS_INTERVALS * self.settings.interval
+        client = self.executor.client
+        calls = client.api_calls()
         last_pass = self.last_pass_at if self.last_pass_at is not None else self.started_at
         since_pass = now - last_pass
         since_work = now - max(last_pass, self.telemetry.last_activity)
-        work_limit = max(limit, self._api_quiet_limit())
-        ok = since_pass <= limit or (bool(self._open) and since_work <= work_limit)
+        working = bool(self._open or self._inflight)
+        moving = since_pass <= limit or (working and (since_work <= limit or calls.waiting(now)))
+        silence = calls.silence(now)
+        answering = True
+        if silence is not None:
+            given = max(silence.since + limit, silence.failed_at + client.silence_grace())
+            answering = now <= given or calls.older_pending(now, silence.since)
         return Check(
-            ok,
+            moving and answering,
             {
                 "passes": self.passes,
                 "seconds_since_pass": round(since_pass, 3),
                 "seconds_since_activity": round(since_work, 3),
-                "limit_seconds": work_limit if self._open else limit,
+                "limit_seconds": limit,
+                "seconds_api_silent": None if silence is None else round(now - silence.since, 3),
             },
         )
-
-    def _api_quiet_limit(self) -> float:
-        """While an API call is in progress, how long it may go without a response (its
-        request deadline plus a retry sleep); 0 when none is.  With a short interval, 3 x
-        interval is shorter than one request timeout, and a hung API must not flap /healthz."""
-        client = self.executor.client
-        if not getattr(client, "calls_in_progress", 0):
-            return 0.0
-        quiet_limit: Callable[[], float] | None = getattr(client, "quiet_limit", None)
-        return quiet_limit() if quiet_limit is not None else 0.0
 
     def readiness(self) -> Check:
         """Ready once desired state is loaded and the API accepted the token."""

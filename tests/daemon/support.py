@@ -4,18 +4,21 @@
 (client with the telemetry hook, executor, alerts with a recording sink, metrics, work queue,
 watcher) on one :class:`~controller.testing.FakeClock`, runs the daemon in a task group
 inside the test body, and stops it (gracefully) when the block ends.  Nothing sleeps in wall
-time: the clock jumps whenever every task is blocked.
+time: the clock jumps whenever every task is blocked.  The client's timeouts are the settings'
+defaults, and :class:`HangingTransport` sits between it and the emulator, so a test can make
+the API stop answering (a hung API, on the virtual clock).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import httpx
@@ -96,6 +99,81 @@ class RecordingSink:
         return [n.kind for n in self.notices if condition is None or n.key.condition == condition]
 
 
+class HangingTransport(httpx.AsyncBaseTransport):
+    """The in-process emulator behind a switch that turns it into a hung API.
+
+    While hung, a request is taken and never answered, and a request already in flight gets
+    no answer either (the emulator may still act on it): httpx's read timeout ends it, here on
+    the virtual clock (``httpx.ReadTimeout`` after the request's read timeout, counted from
+    when it was sent).  :meth:`release` cuts the hung requests at once
+    (``httpx.RemoteProtocolError``), as the chaos suite's hostile proxy cuts its connections
+    when it switches, and later requests are answered again.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, clock: FakeClock) -> None:
+        self._inner = inner
+        self._clock = clock
+        self.hung = False
+        self._released = anyio.Event()
+        self._trigger: Callable[[httpx.Request], bool] | None = None
+        self.unanswered = 0
+        """Requests that got no answer."""
+
+    def hang(self) -> None:
+        """From now on nothing is answered."""
+        self.hung = True
+        self._released = anyio.Event()
+
+    def hang_from(self, trigger: Callable[[httpx.Request], bool]) -> None:
+        """Hang from the first request that ``trigger`` accepts (that one included)."""
+        self._trigger = trigger
+
+    def release(self) -> None:
+        """Answer again; the requests left hanging are cut."""
+        self.hung = False
+        self._trigger = None
+        self._released.set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sent = self._clock.monotonic()
+        if self._trigger is not None and self._trigger(request):
+            self._trigger = None
+            self.hang()
+        if not self.hung:
+            response = await self._inner.handle_async_request(request)
+            if not self.hung:
+                return response
+            await response.aclose()
+        await self._no_answer(request, sent)
+
+    async def _no_answer(self, request: httpx.Request, sent: float) -> NoReturn:
+        self.unanswered += 1
+        released = self._released
+        timeout = request.extensions.get("timeout", {}).get("read")
+        read = math.inf if timeout is None else float(timeout)
+        timed_out = False
+        async with anyio.create_task_group() as tg:
+
+            async def expire() -> None:
+                nonlocal timed_out
+                await self._clock.sleep(max(0.0, sent + read - self._clock.monotonic()))
+                timed_out = True
+                tg.cancel_scope.cancel()
+
+            async def cut() -> None:
+                await released.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(expire)
+            tg.start_soon(cut)
+        if timed_out:
+            raise httpx.ReadTimeout("timed out", request=request)
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @dataclass
 class DaemonWorld:
     """A running daemon and everything around it."""
@@ -109,6 +187,7 @@ class DaemonWorld:
     sink: RecordingSink
     executor: Executor
     health: httpx.AsyncClient
+    api: HangingTransport
     notes: list[str] = field(default_factory=list)
 
     def write(self, name: str, text: str) -> None:
@@ -192,8 +271,10 @@ async def daemon_world(
         **settings,
     }
     config = DaemonSettings(_env_file=None, desired_dir=directory, **options)
+    api = HangingTransport(EmulatorTransport(emulator_app), clock)
+    timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
     async with httpx.AsyncClient(
-        transport=EmulatorTransport(emulator_app), base_url="http://emulator"
+        transport=api, base_url="http://emulator", timeout=timeout
     ) as http:
         client = MachinesClient(
             http,
@@ -202,6 +283,8 @@ async def daemon_world(
             rng=random.Random(1),
             limits=RateLimits.disabled(),
             on_response=telemetry.on_response,
+            retry=config.retry_policy(),
+            wait_timeout_margin=config.wait_timeout_margin,
         )
         executor = Executor(
             client,
@@ -239,7 +322,7 @@ async def daemon_world(
 
             await tg.start(run)
             world = DaemonWorld(
-                clock, directory, emulator, daemon, metrics, alerts, sink, executor, health
+                clock, directory, emulator, daemon, metrics, alerts, sink, executor, health, api
             )
             try:
                 yield world
