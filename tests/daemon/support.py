@@ -141,10 +141,14 @@ class HangingTransport(httpx.AsyncBaseTransport):
             self.hang()
         if not self.hung:
             response = await self._inner.handle_async_request(request)
-            if not self.hung:
+            if not self._hung_meanwhile():
                 return response
             await response.aclose()
         await self._no_answer(request, sent)
+
+    def _hung_meanwhile(self) -> bool:
+        """Whether the API hung while the emulator handled the request (its answer is lost)."""
+        return self.hung
 
     async def _no_answer(self, request: httpx.Request, sent: float) -> NoReturn:
         self.unanswered += 1
