@@ -20,7 +20,10 @@ Moving parts, all in one anyio task group:
   whose desired state changed, at once; SIGHUP
   (:meth:`Daemon.request_reload`) reloads and enqueues every app.  A broken file blocks its own
   app (alert ``bad_desired_state``); the others carry on.  Apps of other shards
-  (:func:`~controller.daemon.scheduling.in_shard`) are left out at load time.
+  (:func:`~controller.daemon.scheduling.in_shard`) are left out at load time.  The files are
+  read and parsed in a worker thread (``offload``), one reload at a time: a hostile file may
+  take the loader up to its time bound (5 s), and ``/healthz``, the watchdog and the rollouts
+  in flight must not stop for it.  The parsed result is applied on the event loop.
 * **shutdown** (:meth:`Daemon.request_stop`, on SIGTERM/SIGINT): stop taking work, let no new
   machine operation start (the executor's in-flight limiter is closed: ``total_tokens = 0``),
   let the ones in flight finish within ``grace_period``, then cancel every app pass still
@@ -63,12 +66,22 @@ from controller.observability.logging import Redactor
 from controller.planning.normalize import sensitive_values
 from controller.settings import DaemonSettings
 
-__all__ = ["Daemon", "ReconcileFn"]
+__all__ = ["Daemon", "Offload", "ReconcileFn", "in_thread"]
 
 logger = logging.getLogger(__name__)
 
 ReconcileFn = Callable[[DesiredApp, int | None], Awaitable[AppResult]]
 """``(desired, previous managed count) -> result``: one app's pass."""
+
+Offload = Callable[[Callable[[], LoadResult | None]], Awaitable[LoadResult | None]]
+"""Runs a blocking load and returns its result: in a worker thread by default."""
+
+
+async def in_thread(load: Callable[[], LoadResult | None]) -> LoadResult | None:
+    """Run ``load`` in anyio's worker threads.  A cancelled caller (shutdown) does not wait for
+    it: the loader is bounded in time and its result is then simply dropped."""
+    return await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+
 
 #: Liveness fails when neither a pass finished nor the loop showed work for this many intervals.
 LIVENESS_INTERVALS = 3.0
@@ -113,6 +126,7 @@ class Daemon:
         redactor: Redactor | None = None,
         reconcile: ReconcileFn | None = None,
         load: Callable[[Path], LoadResult] = load_dir,
+        offload: Offload = in_thread,
         background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.settings = settings
@@ -125,6 +139,9 @@ class Daemon:
         self.redactor = redactor
         self._reconcile = reconcile or self._reconcile_app
         self._load = load
+        self._offload = offload
+        self._reload_lock: anyio.Lock | None = None
+        self._reload_wanted: anyio.Event | None = None
         self._background = list(background)
         self.queue: WorkQueue[str] = WorkQueue(clock=clock, rng=rng)
         self.apps: dict[str, DesiredApp] = {}
@@ -146,31 +163,35 @@ class Daemon:
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._stop: anyio.Event | None = None
         self._watcher: DirWatcher | None = None
+        self._reload_all = False
 
     async def _reconcile_app(self, desired: DesiredApp, previous: int | None) -> AppResult:
         return await reconcile_app(desired, executor=self.executor, previous_managed_count=previous)
 
     # ------------------------------------------------------------------ loading
 
-    def reload(self, *, force_all: bool = False) -> None:
+    async def reload(self, *, force_all: bool = False) -> None:
         """Load the desired-state directory; enqueue changed apps (every app: ``force_all``).
 
+        The files are read and parsed off the event loop (``offload``), one reload at a time.
         Raises :class:`~controller.core.errors.ConfigError` when the directory is missing at
         start-up; later, a missing directory keeps the last good state (and alerts).
         """
-        directory = self.settings.desired_dir
+        if self._reload_lock is None:
+            self._reload_lock = anyio.Lock()
+        async with self._reload_lock:
+            await self._reload(force_all)
+
+    def _read(self, directory: Path) -> LoadResult | None:
+        """The blocking part of a reload (in a worker thread): ``None`` if no directory."""
         if not directory.is_dir():
-            if not self.loaded:
-                raise ConfigError(f"desired-state directory not found: {directory}")
-            logger.error("desired-state directory %s is gone; keeping the last state", directory)
-            key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
-            self.alerts.observe(
-                [Observation(key, f"desired-state directory {directory} not found")],
-                scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
-            )
-            return
+            return None
+        return self._load(directory)
+
+    async def _reload(self, force_all: bool) -> None:
+        directory = self.settings.desired_dir
         try:
-            loaded = self._load(directory)
+            read = await self._offload(lambda: self._read(directory))
         except Exception as exc:  # the loader never raises; if it does, keep the last state
             logger.exception("loading %s failed; keeping the last state", directory)
             key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
@@ -182,6 +203,21 @@ class Daemon:
             if not self.loaded:
                 raise ConfigError(message) from exc
             return
+        if read is None:
+            if not self.loaded:
+                raise ConfigError(f"desired-state directory not found: {directory}")
+            logger.error("desired-state directory %s is gone; keeping the last state", directory)
+            key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
+            self.alerts.observe(
+                [Observation(key, f"desired-state directory {directory} not found")],
+                scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
+            )
+            return
+        self._apply_load(read, force_all)
+
+    def _apply_load(self, loaded: LoadResult, force_all: bool) -> None:
+        """Take a load's result as the desired state (on the event loop)."""
+        directory = self.settings.desired_dir
         loaded = self._with_remembered_names(loaded)
         index, count = self.settings.shard_index, self.settings.shard_count
         mine = {name: app for name, app in loaded.apps.items() if in_shard(name, index, count)}
@@ -262,12 +298,26 @@ class Daemon:
             logger.info("app %s left the desired state: no longer reconciled", name)
 
     def request_reload(self) -> None:
-        """SIGHUP: reload now and enqueue every app."""
+        """SIGHUP: reload now and enqueue every app.  Returns at once: the reload runs in the
+        daemon's own task (several requests while one runs make one more reload)."""
         if self.stopping:
             return
-        self.reload(force_all=True)  # loaded before: a missing directory no longer raises
-        if self._watcher is not None:
-            self._watcher.rebase()
+        self._reload_all = True
+        if self._reload_wanted is not None:
+            self._reload_wanted.set()
+
+    async def _reloads(self) -> None:
+        """Carry out :meth:`request_reload`, one reload at a time."""
+        while True:
+            wanted = self._reload_wanted = anyio.Event()
+            if self._reload_all:
+                wanted.set()
+            await wanted.wait()
+            self._reload_all = False
+            if self._watcher is not None:
+                # Before reading: a change made while the files are read is seen afterwards.
+                self._watcher.rebase()
+            await self.reload(force_all=True)  # loaded before: a missing directory never raises
 
     # ------------------------------------------------------------------ passes
 
@@ -558,7 +608,7 @@ class Daemon:
         if self.stopping:
             self._stop.set()
         self.started_at = self.clock.monotonic()
-        self.reload()
+        await self.reload()
         self._watcher = watcher
         if watcher is not None:
             watcher.rebase()
@@ -570,6 +620,7 @@ class Daemon:
                 with background:
                     async with anyio.create_task_group() as bg:
                         bg.start_soon(self._passes, ticker)
+                        bg.start_soon(self._reloads)
                         if watcher is not None:
                             bg.start_soon(self._watch, watcher)
                         bg.start_soon(self._watchdog)
@@ -602,7 +653,7 @@ class Daemon:
     async def _watch(self, watcher: DirWatcher) -> None:
         async for _ in watcher.changes():
             logger.info("desired-state files changed: reloading", extra={"event": "change"})
-            self.reload()
+            await self.reload()
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

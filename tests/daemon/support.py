@@ -25,7 +25,7 @@ import httpx
 from anyio.abc import TaskStatus
 from pydantic import SecretStr
 
-from controller.daemon.loop import Daemon, ReconcileFn
+from controller.daemon.loop import Daemon, Offload, ReconcileFn
 from controller.daemon.scheduling import ClockTicker
 from controller.daemon.sdnotify import Notifier
 from controller.daemon.telemetry import Telemetry
@@ -33,6 +33,7 @@ from controller.daemon.watching import DirWatcher
 from controller.emulator import Behaviour, EmulatorState, EmulatorTransport, build_app
 from controller.execution.executor import Executor, ExecutorSettings
 from controller.flyapi import MachinesClient, RateLimits
+from controller.loading.loader import LoadResult, load_dir
 from controller.observability.alerts import Alerts, GaugeSink, Notice
 from controller.observability.health import build_health_app
 from controller.observability.logging import Redactor
@@ -245,6 +246,13 @@ class RecordingNotifier(Notifier):
         return True
 
 
+async def inline(load: Callable[[], LoadResult | None]) -> LoadResult | None:
+    """Load on the event loop: while a worker thread parses, the virtual clock would jump to
+    the next sleeper (every task is blocked), so tests that do not look at that load inline
+    and stay deterministic.  ``offload=in_thread`` (the daemon's default) runs the real one."""
+    return load()
+
+
 @asynccontextmanager
 async def daemon_world(
     directory: Path,
@@ -256,6 +264,8 @@ async def daemon_world(
     notifier: Notifier | None = None,
     redactor: Redactor | None = None,
     emulator_token: str | None = None,
+    load: Callable[[Path], LoadResult] = load_dir,
+    offload: Offload = inline,
     **settings: Any,
 ) -> AsyncIterator[DaemonWorld]:
     """Run a daemon over ``directory`` against an in-process emulator (see the module doc)."""
@@ -308,6 +318,8 @@ async def daemon_world(
             notifier=notifier,
             redactor=redactor,
             reconcile=reconcile(executor) if reconcile is not None else None,
+            load=load,
+            offload=offload,
         )
         health_app = build_health_app(
             live=daemon.liveness, ready=daemon.readiness, metrics=metrics.render
