@@ -105,8 +105,9 @@ class _Pass:
     """Work taken from the queue before the pass began does not count for it."""
     started: float
     """When it began (monotonic): it shows progress only if the API answered since."""
-    apps: int = 0
-    """How many apps it reconciles (a pass of none needs no answer to count)."""
+    attempts: int = 0
+    """API attempts sent before it began: a pass that sent none (every app paused, held back
+    or none at all) needed no answer to count."""
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -325,7 +326,12 @@ class Daemon:
         """Enqueue every app of this shard now; the returned pass completes once each was
         reconciled after this call.  Apps held back by a backoff or a requeue hint are not run
         early (they count as done); an app being reconciled runs again right after."""
-        current = _Pass(pending=set(), mark=self._taken, started=self.clock.monotonic())
+        current = _Pass(
+            pending=set(),
+            mark=self._taken,
+            started=self.clock.monotonic(),
+            attempts=self.executor.client.api_calls().attempts,
+        )
         if self.stopping:
             current.done.set()
             return current
@@ -334,7 +340,6 @@ class Daemon:
                 continue
             self.queue.add(name)
             current.pending.add(name)
-        current.apps = len(current.pending)
         self._open.append(current)
         if len(self._open) > MAX_OPEN_PASSES:  # a very long rollout: forget the oldest
             self._open.pop(0).done.set()
@@ -365,7 +370,8 @@ class Daemon:
         self.passes += 1
         # A pass whose every call failed (a hung or failing API) finished, but made no
         # progress: liveness must not count it, or /healthz and the watchdog never notice.
-        if not current.apps or self.executor.client.api_calls().last_answer >= current.started:
+        calls = self.executor.client.api_calls()
+        if calls.attempts == current.attempts or calls.last_answer >= current.started:
             self.last_pass_at = self.clock.monotonic()
             self.metrics.pass_finished(self.clock.now())
         current.done.set()
@@ -500,7 +506,7 @@ class Daemon:
     def liveness(self) -> Check:
         """Healthy while the loop moves *and* the API answers (``/healthz``, the watchdog).
 
-        * **The loop moves**: a pass finished within 3 x interval (a pass that needed the API
+        * **The loop moves**: a pass finished within 3 x interval (a pass that sent API calls
           counts only if the API answered during it), or, while work is under way (a long
           rollout, an app reconciling), the loop showed work within 3 x interval: an API
           answer, an executor event, a wait the executor announced (a check interval, someone
@@ -517,7 +523,8 @@ class Daemon:
           while an attempt that began before the silence is within its own deadline (a
           long-poll started while the API answered).  Then the daemon is unhealthy until the
           API answers again, which recovers it at once.  A long-poll sent *after* the API went
-          silent does not buy it another minute.
+          silent does not buy it another minute.  This holds while the daemon wants the API
+          (an app reconciling or backing off after a failure), not with every app paused.
 
         Bookkeeping of the calls: :mod:`controller.flyapi.inflight`.
         """
@@ -530,7 +537,7 @@ class Daemon:
         since_work = now - max(last_pass, self.telemetry.last_activity)
         working = bool(self._open or self._inflight)
         moving = since_pass <= limit or (working and (since_work <= limit or calls.waiting(now)))
-        silence = calls.silence(now)
+        silence = calls.silence(now) if self._wants_api() else None
         answering = True
         if silence is not None:
             given = max(silence.since + limit, silence.failed_at + client.silence_grace())
@@ -545,6 +552,12 @@ class Daemon:
                 "seconds_api_silent": None if silence is None else round(now - silence.since, 3),
             },
         )
+
+    def _wants_api(self) -> bool:
+        """Whether the daemon is trying to use the API: an app is being reconciled, or backs
+        off after a failure.  With every app paused (or none) an old failure says nothing
+        about the loop, and liveness does not hold it against it."""
+        return bool(self._inflight) or any(self.queue.failures(name) for name in self.apps)
 
     def readiness(self) -> Check:
         """Ready once desired state is loaded and the API accepted the token."""

@@ -61,6 +61,8 @@ class ApiCalls:
     failure: Silence | None
     """The first failed attempt since the last answer; ``None`` if none failed."""
     steps: tuple[Step, ...]
+    attempts: int
+    """Attempts sent so far (a count: did anything need the API since a given moment?)."""
 
     def waiting(self, now: float) -> bool:
         """Some call is waiting on the API: an attempt on the wire (one past its deadline too:
@@ -96,11 +98,13 @@ class CallLedger:
         self._steps: dict[int, Step] = {}
         self.last_answer = -math.inf
         self.failure: Silence | None = None
+        self.attempts = 0
 
     def attempt(self, call: int, deadline: float) -> None:
         """Call ``call`` sends an attempt that must end within ``deadline`` seconds."""
         now = self._clock.monotonic()
         self._steps[call] = Step(now, now + deadline, attempt=True)
+        self.attempts += 1
 
     def sleep(self, call: int, seconds: float) -> None:
         """Call ``call`` sleeps ``seconds`` before its next attempt."""
@@ -127,4 +131,4 @@ class CallLedger:
 
     def snapshot(self) -> ApiCalls:
         """The current state, as a value."""
-        return ApiCalls(self.last_answer, self.failure, tuple(self._steps.values()))
+        return ApiCalls(self.last_answer, self.failure, tuple(self._steps.values()), self.attempts)

@@ -159,3 +159,25 @@ async def test_one_server_error_in_a_rollout_does_not_flap_healthz(desired: Path
         assert all(seen)
         statuses = [e.get("status") for e in w.requests("GET", "/wait")]
         assert 503 in statuses
+
+
+async def test_with_every_app_paused_a_hung_api_is_no_reason_to_restart(desired: Path) -> None:
+    """The API hung and failed the app's pass; then the app is paused (a marker file).  Nothing
+    wants the API any more: passes send no call and count, the old failure is not held
+    against the loop, and /healthz stays 200 though the API still hangs."""
+    async with daemon_world(desired, interval=5) as w:
+        await w.until(lambda: w.daemon.passes >= 1 and w.daemon.results["web"].converged)
+        w.api.hang()
+        w.write("web.yaml", app_file("web", image=IMAGE_V2))
+        await healthy_until_it_fails(w, within=600)
+        (desired / "paused").mkdir()
+        (desired / "paused" / "web").write_text("hand-fixing the hung API\n")
+        await unhealthy_until_it_recovers(w, within=600)
+        assert "web" in w.daemon.paused
+        assert w.api.hung
+        seen: list[int] = []
+        for _ in range(240):
+            seen.append((await w.health.get("/healthz")).status_code)
+            await w.clock.sleep(LOOK)
+        assert set(seen) == {200}
+        assert w.daemon.passes >= 20
