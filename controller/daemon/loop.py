@@ -20,7 +20,10 @@ Moving parts, all in one anyio task group:
   whose desired state changed, at once; SIGHUP
   (:meth:`Daemon.request_reload`) reloads and enqueues every app.  A broken file blocks its own
   app (alert ``bad_desired_state``); the others carry on.  Apps of other shards
-  (:func:`~controller.daemon.scheduling.in_shard`) are left out at load time.
+  (:func:`~controller.daemon.scheduling.in_shard`) are left out at load time.  The files are
+  read and parsed in a worker thread (``offload``), one reload at a time: a hostile file may
+  take the loader up to its time bound (5 s), and ``/healthz``, the watchdog and the rollouts
+  in flight must not stop for it.  The parsed result is applied on the event loop.
 * **shutdown** (:meth:`Daemon.request_stop`, on SIGTERM/SIGINT): stop taking work, let no new
   machine operation start (the executor's in-flight limiter is closed: ``total_tokens = 0``),
   let the ones in flight finish within ``grace_period``, then cancel every app pass still
@@ -63,12 +66,22 @@ from controller.observability.logging import Redactor
 from controller.planning.normalize import sensitive_values
 from controller.settings import DaemonSettings
 
-__all__ = ["Daemon", "ReconcileFn"]
+__all__ = ["Daemon", "Offload", "ReconcileFn", "in_thread"]
 
 logger = logging.getLogger(__name__)
 
 ReconcileFn = Callable[[DesiredApp, int | None], Awaitable[AppResult]]
 """``(desired, previous managed count) -> result``: one app's pass."""
+
+Offload = Callable[[Callable[[], LoadResult | None]], Awaitable[LoadResult | None]]
+"""Runs a blocking load and returns its result: in a worker thread by default."""
+
+
+async def in_thread(load: Callable[[], LoadResult | None]) -> LoadResult | None:
+    """Run ``load`` in anyio's worker threads.  A cancelled caller (shutdown) does not wait for
+    it: the loader is bounded in time and its result is then simply dropped."""
+    return await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+
 
 #: Liveness fails when neither a pass finished nor the loop showed work for this many intervals.
 LIVENESS_INTERVALS = 3.0
@@ -92,8 +105,9 @@ class _Pass:
     """Work taken from the queue before the pass began does not count for it."""
     started: float
     """When it began (monotonic): it shows progress only if the API answered since."""
-    apps: int = 0
-    """How many apps it reconciles (a pass of none needs no answer to count)."""
+    attempts: int = 0
+    """API attempts sent before it began: a pass that sent none (every app paused, held back
+    or none at all) needed no answer to count."""
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -113,6 +127,7 @@ class Daemon:
         redactor: Redactor | None = None,
         reconcile: ReconcileFn | None = None,
         load: Callable[[Path], LoadResult] = load_dir,
+        offload: Offload = in_thread,
         background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.settings = settings
@@ -125,6 +140,9 @@ class Daemon:
         self.redactor = redactor
         self._reconcile = reconcile or self._reconcile_app
         self._load = load
+        self._offload = offload
+        self._reload_lock: anyio.Lock | None = None
+        self._reload_wanted: anyio.Event | None = None
         self._background = list(background)
         self.queue: WorkQueue[str] = WorkQueue(clock=clock, rng=rng)
         self.apps: dict[str, DesiredApp] = {}
@@ -146,31 +164,35 @@ class Daemon:
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._stop: anyio.Event | None = None
         self._watcher: DirWatcher | None = None
+        self._reload_all = False
 
     async def _reconcile_app(self, desired: DesiredApp, previous: int | None) -> AppResult:
         return await reconcile_app(desired, executor=self.executor, previous_managed_count=previous)
 
     # ------------------------------------------------------------------ loading
 
-    def reload(self, *, force_all: bool = False) -> None:
+    async def reload(self, *, force_all: bool = False) -> None:
         """Load the desired-state directory; enqueue changed apps (every app: ``force_all``).
 
+        The files are read and parsed off the event loop (``offload``), one reload at a time.
         Raises :class:`~controller.core.errors.ConfigError` when the directory is missing at
         start-up; later, a missing directory keeps the last good state (and alerts).
         """
-        directory = self.settings.desired_dir
+        if self._reload_lock is None:
+            self._reload_lock = anyio.Lock()
+        async with self._reload_lock:
+            await self._reload(force_all)
+
+    def _read(self, directory: Path) -> LoadResult | None:
+        """The blocking part of a reload (in a worker thread): ``None`` if no directory."""
         if not directory.is_dir():
-            if not self.loaded:
-                raise ConfigError(f"desired-state directory not found: {directory}")
-            logger.error("desired-state directory %s is gone; keeping the last state", directory)
-            key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
-            self.alerts.observe(
-                [Observation(key, f"desired-state directory {directory} not found")],
-                scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
-            )
-            return
+            return None
+        return self._load(directory)
+
+    async def _reload(self, force_all: bool) -> None:
+        directory = self.settings.desired_dir
         try:
-            loaded = self._load(directory)
+            read = await self._offload(lambda: self._read(directory))
         except Exception as exc:  # the loader never raises; if it does, keep the last state
             logger.exception("loading %s failed; keeping the last state", directory)
             key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
@@ -182,6 +204,21 @@ class Daemon:
             if not self.loaded:
                 raise ConfigError(message) from exc
             return
+        if read is None:
+            if not self.loaded:
+                raise ConfigError(f"desired-state directory not found: {directory}")
+            logger.error("desired-state directory %s is gone; keeping the last state", directory)
+            key = AlertKey(str(directory), "-", Condition.BAD_DESIRED_STATE)
+            self.alerts.observe(
+                [Observation(key, f"desired-state directory {directory} not found")],
+                scope=lambda k: k.condition is Condition.BAD_DESIRED_STATE,
+            )
+            return
+        self._apply_load(read, force_all)
+
+    def _apply_load(self, loaded: LoadResult, force_all: bool) -> None:
+        """Take a load's result as the desired state (on the event loop)."""
+        directory = self.settings.desired_dir
         loaded = self._with_remembered_names(loaded)
         index, count = self.settings.shard_index, self.settings.shard_count
         mine = {name: app for name, app in loaded.apps.items() if in_shard(name, index, count)}
@@ -262,12 +299,26 @@ class Daemon:
             logger.info("app %s left the desired state: no longer reconciled", name)
 
     def request_reload(self) -> None:
-        """SIGHUP: reload now and enqueue every app."""
+        """SIGHUP: reload now and enqueue every app.  Returns at once: the reload runs in the
+        daemon's own task (several requests while one runs make one more reload)."""
         if self.stopping:
             return
-        self.reload(force_all=True)  # loaded before: a missing directory no longer raises
-        if self._watcher is not None:
-            self._watcher.rebase()
+        self._reload_all = True
+        if self._reload_wanted is not None:
+            self._reload_wanted.set()
+
+    async def _reloads(self) -> None:
+        """Carry out :meth:`request_reload`, one reload at a time."""
+        while True:
+            wanted = self._reload_wanted = anyio.Event()
+            if self._reload_all:
+                wanted.set()
+            await wanted.wait()
+            self._reload_all = False
+            if self._watcher is not None:
+                # Before reading: a change made while the files are read is seen afterwards.
+                self._watcher.rebase()
+            await self.reload(force_all=True)  # loaded before: a missing directory never raises
 
     # ------------------------------------------------------------------ passes
 
@@ -275,7 +326,12 @@ class Daemon:
         """Enqueue every app of this shard now; the returned pass completes once each was
         reconciled after this call.  Apps held back by a backoff or a requeue hint are not run
         early (they count as done); an app being reconciled runs again right after."""
-        current = _Pass(pending=set(), mark=self._taken, started=self.clock.monotonic())
+        current = _Pass(
+            pending=set(),
+            mark=self._taken,
+            started=self.clock.monotonic(),
+            attempts=self.executor.client.api_calls().attempts,
+        )
         if self.stopping:
             current.done.set()
             return current
@@ -284,7 +340,6 @@ class Daemon:
                 continue
             self.queue.add(name)
             current.pending.add(name)
-        current.apps = len(current.pending)
         self._open.append(current)
         if len(self._open) > MAX_OPEN_PASSES:  # a very long rollout: forget the oldest
             self._open.pop(0).done.set()
@@ -315,7 +370,8 @@ class Daemon:
         self.passes += 1
         # A pass whose every call failed (a hung or failing API) finished, but made no
         # progress: liveness must not count it, or /healthz and the watchdog never notice.
-        if not current.apps or self.telemetry.last_answer >= current.started:
+        calls = self.executor.client.api_calls()
+        if calls.attempts == current.attempts or calls.last_answer >= current.started:
             self.last_pass_at = self.clock.monotonic()
             self.metrics.pass_finished(self.clock.now())
         current.done.set()
@@ -448,39 +504,60 @@ class Daemon:
     # ------------------------------------------------------------------ health
 
     def liveness(self) -> Check:
-        """Healthy while a pass finished, or the loop showed work, within 3 x interval (or,
-        while an API call is in progress, within its request deadline plus a retry sleep).
+        """Healthy while the loop moves *and* the API answers (``/healthz``, the watchdog).
 
-        A long rollout keeps the loop busy for longer than a pass normally takes; it is
-        alive as long as it makes API calls or machine actions progress.  A stuck loop shows
-        neither.
+        * **The loop moves**: a pass finished within 3 x interval (a pass that sent API calls
+          counts only if the API answered during it), or, while work is under way (a long
+          rollout, an app reconciling), the loop showed work within 3 x interval: an API
+          answer, an executor event, a wait the executor announced (a check interval, someone
+          else's lease), an API call on the wire, or a retry sleep that is not over.  So a 60 s
+          ``/wait`` long-poll with ``--interval 5`` is waiting, not stuck, and a loop stuck
+          with no call in flight still fails after 3 x interval.
+        * **The API answers**: once an attempt has failed (a timeout, a dropped connection, a
+          5xx; an attempt past its own deadline counts as failed) and nothing answered since,
+          the work above proves nothing: the executor announces waits and reports progress
+          while the client retries a dead API.  The API is then given until both (a) it has
+          been silent for 3 x interval, as a pass would be, and (b) the failed call's retry
+          had its chance, one retry sleep plus one request deadline after the failure
+          (:meth:`~controller.flyapi.client.MachinesClient.silence_grace`), and longer only
+          while an attempt that began before the silence is within its own deadline (a
+          long-poll started while the API answered).  Then the daemon is unhealthy until the
+          API answers again, which recovers it at once.  A long-poll sent *after* the API went
+          silent does not buy it another minute.  This holds while the daemon wants the API
+          (an app reconciling or backing off after a failure), not with every app paused.
+
+        Bookkeeping of the calls: :mod:`controller.flyapi.inflight`.
         """
         now = self.clock.monotonic()
         limit = LIVENESS_INTERVALS * self.settings.interval
+        client = self.executor.client
+        calls = client.api_calls()
         last_pass = self.last_pass_at if self.last_pass_at is not None else self.started_at
         since_pass = now - last_pass
         since_work = now - max(last_pass, self.telemetry.last_activity)
-        work_limit = max(limit, self._api_quiet_limit())
-        ok = since_pass <= limit or (bool(self._open) and since_work <= work_limit)
+        working = bool(self._open or self._inflight)
+        moving = since_pass <= limit or (working and (since_work <= limit or calls.waiting(now)))
+        silence = calls.silence(now) if self._wants_api() else None
+        answering = True
+        if silence is not None:
+            given = max(silence.since + limit, silence.failed_at + client.silence_grace())
+            answering = now <= given or calls.older_pending(now, silence.since)
         return Check(
-            ok,
+            moving and answering,
             {
                 "passes": self.passes,
                 "seconds_since_pass": round(since_pass, 3),
                 "seconds_since_activity": round(since_work, 3),
-                "limit_seconds": work_limit if self._open else limit,
+                "limit_seconds": limit,
+                "seconds_api_silent": None if silence is None else round(now - silence.since, 3),
             },
         )
 
-    def _api_quiet_limit(self) -> float:
-        """While an API call is in progress, how long it may go without a response (its
-        request deadline plus a retry sleep); 0 when none is.  With a short interval, 3 x
-        interval is shorter than one request timeout, and a hung API must not flap /healthz."""
-        client = self.executor.client
-        if not getattr(client, "calls_in_progress", 0):
-            return 0.0
-        quiet_limit: Callable[[], float] | None = getattr(client, "quiet_limit", None)
-        return quiet_limit() if quiet_limit is not None else 0.0
+    def _wants_api(self) -> bool:
+        """Whether the daemon is trying to use the API: an app is being reconciled, or backs
+        off after a failure.  With every app paused (or none) an old failure says nothing
+        about the loop, and liveness does not hold it against it."""
+        return bool(self._inflight) or any(self.queue.failures(name) for name in self.apps)
 
     def readiness(self) -> Check:
         """Ready once desired state is loaded and the API accepted the token."""
@@ -544,7 +621,7 @@ class Daemon:
         if self.stopping:
             self._stop.set()
         self.started_at = self.clock.monotonic()
-        self.reload()
+        await self.reload()
         self._watcher = watcher
         if watcher is not None:
             watcher.rebase()
@@ -556,6 +633,7 @@ class Daemon:
                 with background:
                     async with anyio.create_task_group() as bg:
                         bg.start_soon(self._passes, ticker)
+                        bg.start_soon(self._reloads)
                         if watcher is not None:
                             bg.start_soon(self._watch, watcher)
                         bg.start_soon(self._watchdog)
@@ -588,7 +666,7 @@ class Daemon:
     async def _watch(self, watcher: DirWatcher) -> None:
         async for _ in watcher.changes():
             logger.info("desired-state files changed: reloading", extra={"event": "change"})
-            self.reload()
+            await self.reload()
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

@@ -4,7 +4,8 @@
   of the executor: metrics (requests, durations, conflicts, actions, lease waits), one log
   event per machine action (``controller.actions``, with every field of
   :data:`~controller.observability.logging.ACTION_FIELDS`), whether the API accepted the
-  token, and when the loop last showed work (for liveness).
+  token, and when the loop last showed work (for liveness; whether the API still answers is
+  the client's bookkeeping, :mod:`controller.flyapi.inflight`).
 * :func:`run_result`, :func:`observations`, :func:`drift_left` turn an app's
   :class:`~controller.execution.outcomes.AppResult` into the ``result`` label, alert observations
   and the ``drift_machines`` gauge.
@@ -17,7 +18,6 @@ machine per group (``rollout_halted``).
 from __future__ import annotations
 
 import logging
-import math
 
 from controller.clock import Clock
 from controller.execution.outcomes import (
@@ -48,10 +48,6 @@ class Telemetry:
         self.metrics = metrics
         self._clock = clock
         self._seen = clock.monotonic()
-        self.last_answer = -math.inf
-        """When the API last answered usefully (a status below 500), monotonic seconds: a
-        timeout, a dropped connection or a 5xx is not progress (a hung API must turn
-        ``/healthz`` unhealthy, not keep it alive with each failed attempt)."""
         self._quiet: dict[tuple[str, str | None], float] = {}
         """Per action in flight: until when it announced it would make no call."""
         self.token_verified = False
@@ -67,6 +63,8 @@ class Telemetry:
         counts as active until that wait is over, so a rollout waiting out a 15 s check
         interval is not a stall, while a call that hangs past its announced wait is.  An
         action's announcement ends with its next event (a long-poll that answers early).
+        None of this counts once the API has stopped answering: :meth:`Daemon.liveness
+        <controller.daemon.loop.Daemon.liveness>` then asks the client's call bookkeeping.
         """
         now = self._clock.monotonic()
         self._quiet = {key: until for key, until in self._quiet.items() if until > self._seen}
@@ -81,7 +79,7 @@ class Telemetry:
     def on_response(self, event: ResponseEvent) -> None:
         """The client's hook: one call per HTTP attempt.  Only an answer is activity."""
         if event.status is not None and event.status < 500:
-            self.last_answer = self.last_activity = self._clock.monotonic()
+            self.last_activity = self._clock.monotonic()
         self.metrics.api_request(event.endpoint, event.status, event.duration)
         if event.outcome == "version_conflict":
             self.metrics.conflict("version")

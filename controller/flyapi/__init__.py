@@ -6,6 +6,8 @@ the models below and the exception tree of :mod:`controller.core.errors`.
 * :mod:`~controller.flyapi.client`: :class:`MachinesClient`, one method per endpoint.
 * :mod:`~controller.flyapi.exchange`: one call end to end (pacing, sending, error mapping,
   retries); :class:`ResponseEvent` for the metrics hook.
+* :mod:`~controller.flyapi.inflight`: the calls in flight with their own deadlines, the last
+  answer and the first failure since (:class:`ApiCalls`), for the daemon's liveness.
 * :mod:`~controller.flyapi.models`: pydantic models of responses.
 * :mod:`~controller.flyapi.envelope`: :func:`parse_error_envelope` (never raises).
 * :mod:`~controller.flyapi.ratelimit`: :class:`RateLimits`, :class:`RateLimiter`.
@@ -15,6 +17,7 @@ from controller.flyapi.client import MachinesClient
 from controller.flyapi.endpoints import ENDPOINTS
 from controller.flyapi.envelope import parse_error_envelope
 from controller.flyapi.exchange import NONCE_HEADER, Endpoint, ResponseEvent, parse_retry_after
+from controller.flyapi.inflight import ApiCalls, Silence
 from controller.flyapi.models import (
     ActionResult,
     App,
@@ -34,6 +37,7 @@ __all__ = [
     "ENDPOINTS",
     "NONCE_HEADER",
     "ActionResult",
+    "ApiCalls",
     "App",
     "CheckStatus",
     "Endpoint",
@@ -47,6 +51,7 @@ __all__ = [
     "RateLimiter",
     "RateLimits",
     "ResponseEvent",
+    "Silence",
     "Volume",
     "WaitResult",
     "parse_error_envelope",

@@ -43,7 +43,6 @@ from controller.core.errors import ConfigError, InvalidResponse
 from controller.core.retry import RetryPolicy
 from controller.flyapi.endpoints import (
     ENDPOINTS,
-    WAIT_MAX_SECONDS,
     app_path,
     csv,
     env_values,
@@ -54,6 +53,7 @@ from controller.flyapi.endpoints import (
     wait_seconds,
 )
 from controller.flyapi.exchange import Exchange, ResponseEvent
+from controller.flyapi.inflight import ApiCalls
 from controller.flyapi.lease_calls import LeaseCalls
 from controller.flyapi.models import (
     ActionResult,
@@ -163,13 +163,21 @@ class MachinesClient(LeaseCalls):
         """API calls started and not yet returned (a hung request counts)."""
         return self._exchange.calls_in_progress
 
-    def quiet_limit(self) -> float:
-        """The longest a call in progress may go without any response: the total deadline of
-        the longest request (a ``/wait`` long-poll) plus the longest sleep between attempts.
-        Liveness checks use it so that one hung request never reads as a stuck loop."""
+    def api_calls(self) -> ApiCalls:
+        """The calls in flight with their own deadlines, the last answer and the first failure
+        since (:mod:`controller.flyapi.inflight`): what liveness needs to tell a long-poll
+        waiting as it should from an API that stopped answering."""
+        return self._exchange.ledger.snapshot()
+
+    def silence_grace(self) -> float:
+        """How long after a failed attempt the API may stay silent before it counts as not
+        answering: the longest sleep before a retry (the backoff cap, or the floor after a
+        504) plus one request deadline for that retry to answer.  The default request
+        deadline, not a long-poll's: a ``/wait`` sent after the API went silent does not earn
+        it another minute."""
         policy = self._exchange.policy
-        longest = self._exchange.deadline(WAIT_MAX_SECONDS + self._wait_margin)
-        return longest + max(policy.max_retry_after, policy.transient.cap)
+        sleep = max(policy.transient.cap, policy.gateway_timeout_min)
+        return sleep + self._exchange.deadline()
 
     def stop_writes(self) -> None:
         """Shutdown began: from now on a write that has not been sent yet (one waiting in the

@@ -17,6 +17,7 @@ error text before the exception is built, in case the server echoes it.
 from __future__ import annotations
 
 import email.utils
+import itertools
 import logging
 import math
 import random
@@ -45,6 +46,7 @@ from controller.core.errors import (
 from controller.core.retry import RetryAfter, RetryPolicy, classify
 from controller.flyapi.envelope import parse_error_envelope
 from controller.flyapi.errors import error_from_response
+from controller.flyapi.inflight import CallLedger
 from controller.flyapi.ratelimit import RateLimiter
 
 __all__ = [
@@ -194,6 +196,10 @@ class Exchange:
         self.stopping = False
         #: Calls between entry and return (pacing, attempts and retry sleeps included).
         self.calls_in_progress = 0
+        #: Each call's attempt or retry sleep with its own deadline, the last answer and the
+        #: first failure since (for the daemon's liveness: :mod:`controller.flyapi.inflight`).
+        self.ledger = CallLedger(clock)
+        self._call_ids = itertools.count()
 
     def deadline(self, http_timeout: float | None = None) -> float:
         """Total seconds one attempt may take, connect to last body byte.
@@ -233,15 +239,27 @@ class Exchange:
         nothing: connect failures and 429), at most ``policy.max_attempts`` tries in all.
         """
         self.calls_in_progress += 1
+        call = next(self._call_ids)
         try:
             return await self._call(
-                endpoint, path, scope, params, json, headers, http_timeout, idempotent, sensitive
+                call,
+                endpoint,
+                path,
+                scope,
+                params,
+                json,
+                headers,
+                http_timeout,
+                idempotent,
+                sensitive,
             )
         finally:
             self.calls_in_progress -= 1
+            self.ledger.idle(call)
 
     async def _call(
         self,
+        call: int,
         endpoint: Endpoint,
         path: str,
         scope: str,
@@ -262,7 +280,7 @@ class Exchange:
                 raise ShuttingDown(method=endpoint.method, path=path, detail=_NOT_SENT)
             try:
                 return await self._attempt(
-                    endpoint, path, attempt, params, json, headers, http_timeout, secrets
+                    call, endpoint, path, attempt, params, json, headers, http_timeout, secrets
                 )
             except FlyAPIError as exc:
                 if not exc.retryable or attempt >= self._policy.max_attempts:
@@ -286,10 +304,13 @@ class Exchange:
                     exc.status,
                     exc.request_id,
                 )
+                self.ledger.sleep(call, decision.seconds)
                 await self._clock.sleep(decision.seconds)
+                self.ledger.idle(call)
 
     async def _attempt(
         self,
+        call: int,
         endpoint: Endpoint,
         path: str,
         attempt: int,
@@ -308,6 +329,7 @@ class Exchange:
         }
         started = self._clock.monotonic()
         deadline = self.deadline(http_timeout)
+        self.ledger.attempt(call, deadline)
         try:
             request = self.http.build_request(
                 method,
@@ -323,7 +345,7 @@ class Exchange:
             raise ConfigError(f"cannot send {method} {path}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
             error = transport_error(exc, method=method, path=path)
-            self._emit(endpoint, error.status, error.error_class, started, None, attempt)
+            self._emit(call, endpoint, error.status, error.error_class, started, None, attempt)
             raise error from exc
         if scope.cancelled_caught:
             error = RequestTimeout(
@@ -331,12 +353,12 @@ class Exchange:
                 path=path,
                 detail=f"no complete response within the {deadline:g} s request deadline",
             )
-            self._emit(endpoint, None, error.error_class, started, None, attempt)
+            self._emit(call, endpoint, None, error.error_class, started, None, attempt)
             raise error
         status = response.status_code
         request_id = response.headers.get(REQUEST_ID_HEADER)
         if 200 <= status <= 299:
-            self._emit(endpoint, status, "ok", started, request_id, attempt)
+            self._emit(call, endpoint, status, "ok", started, request_id, attempt)
             return response
         envelope = parse_error_envelope(response.content, response.headers.get("content-type"))
         error = error_from_response(
@@ -349,11 +371,12 @@ class Exchange:
                 response.headers.get("retry-after"), now=self._clock.now()
             ),
         )
-        self._emit(endpoint, status, error.error_class, started, request_id, attempt)
+        self._emit(call, endpoint, status, error.error_class, started, request_id, attempt)
         raise error
 
     def _emit(
         self,
+        call: int,
         endpoint: Endpoint,
         status: int | None,
         outcome: str,
@@ -361,6 +384,11 @@ class Exchange:
         request_id: str | None,
         attempt: int,
     ) -> None:
+        """Book the attempt's outcome (an answer is a status below 500), then tell the hook."""
+        if status is not None and status < 500:
+            self.ledger.answered(call)
+        else:
+            self.ledger.failed(call)
         if self._on_response is None:
             return
         event = ResponseEvent(

@@ -1,11 +1,14 @@
 """The daemon's HTTP endpoints: ``/healthz``, ``/readyz`` and ``/metrics`` (DESIGN.md 7).
 
-* ``/healthz`` (liveness) answers 200 while the reconcile loop makes progress: a complete pass
-  finished within ``3 x interval`` (counted from start-up before the first one), or a pass is
-  running and showed work within that time, stretched while an API call is in progress to the
-  call's request deadline plus a retry sleep (with ``--interval 5``, 15 s is shorter than one
-  30 s request timeout: a slow API must not flap the probe).  A running thread is not enough:
-  a loop stuck past those bounds turns this 503 and the orchestrator restarts the process.
+* ``/healthz`` (liveness) answers 200 while the reconcile loop makes progress and the API
+  answers: a complete pass finished within ``3 x interval`` (counted from start-up before the
+  first one), or a pass is running and showed work within that time or has an API call on the
+  wire within its own deadline (with ``--interval 5``, 15 s is shorter than one 60 s
+  long-poll: a slow API must not flap the probe); and, once an attempt failed with no answer
+  since, not for longer than the failed call's retry needs (a retry sleep plus one request
+  deadline, at least ``3 x interval``).  The rule is ``Daemon.liveness``'s.  A running thread
+  is not enough: a loop stuck past those bounds, or hung on a dead API, turns this 503 and
+  the orchestrator restarts the process.
 * ``/readyz`` (readiness) answers 200 once the desired state was loaded and the Machines API
   answered with a valid token (no 401/403 on the last pass of any app), else 503.
 * ``/metrics``: the Prometheus text format of the daemon's own registry.

@@ -4,25 +4,28 @@
 (client with the telemetry hook, executor, alerts with a recording sink, metrics, work queue,
 watcher) on one :class:`~controller.testing.FakeClock`, runs the daemon in a task group
 inside the test body, and stops it (gracefully) when the block ends.  Nothing sleeps in wall
-time: the clock jumps whenever every task is blocked.
+time: the clock jumps whenever every task is blocked.  The client's timeouts are the settings'
+defaults, and :class:`HangingTransport` sits between it and the emulator, so a test can make
+the API stop answering (a hung API, on the virtual clock).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import httpx
 from anyio.abc import TaskStatus
 from pydantic import SecretStr
 
-from controller.daemon.loop import Daemon, ReconcileFn
+from controller.daemon.loop import Daemon, Offload, ReconcileFn
 from controller.daemon.scheduling import ClockTicker
 from controller.daemon.sdnotify import Notifier
 from controller.daemon.telemetry import Telemetry
@@ -30,6 +33,7 @@ from controller.daemon.watching import DirWatcher
 from controller.emulator import Behaviour, EmulatorState, EmulatorTransport, build_app
 from controller.execution.executor import Executor, ExecutorSettings
 from controller.flyapi import MachinesClient, RateLimits
+from controller.loading.loader import LoadResult, load_dir
 from controller.observability.alerts import Alerts, GaugeSink, Notice
 from controller.observability.health import build_health_app
 from controller.observability.logging import Redactor
@@ -96,6 +100,85 @@ class RecordingSink:
         return [n.kind for n in self.notices if condition is None or n.key.condition == condition]
 
 
+class HangingTransport(httpx.AsyncBaseTransport):
+    """The in-process emulator behind a switch that turns it into a hung API.
+
+    While hung, a request is taken and never answered, and a request already in flight gets
+    no answer either (the emulator may still act on it): httpx's read timeout ends it, here on
+    the virtual clock (``httpx.ReadTimeout`` after the request's read timeout, counted from
+    when it was sent).  :meth:`release` cuts the hung requests at once
+    (``httpx.RemoteProtocolError``), as the chaos suite's hostile proxy cuts its connections
+    when it switches, and later requests are answered again.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, clock: FakeClock) -> None:
+        self._inner = inner
+        self._clock = clock
+        self.hung = False
+        self._released = anyio.Event()
+        self._trigger: Callable[[httpx.Request], bool] | None = None
+        self.unanswered = 0
+        """Requests that got no answer."""
+
+    def hang(self) -> None:
+        """From now on nothing is answered."""
+        self.hung = True
+        self._released = anyio.Event()
+
+    def hang_from(self, trigger: Callable[[httpx.Request], bool]) -> None:
+        """Hang from the first request that ``trigger`` accepts (that one included)."""
+        self._trigger = trigger
+
+    def release(self) -> None:
+        """Answer again; the requests left hanging are cut."""
+        self.hung = False
+        self._trigger = None
+        self._released.set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sent = self._clock.monotonic()
+        if self._trigger is not None and self._trigger(request):
+            self._trigger = None
+            self.hang()
+        if not self.hung:
+            response = await self._inner.handle_async_request(request)
+            if not self._hung_meanwhile():
+                return response
+            await response.aclose()
+        await self._no_answer(request, sent)
+
+    def _hung_meanwhile(self) -> bool:
+        """Whether the API hung while the emulator handled the request (its answer is lost)."""
+        return self.hung
+
+    async def _no_answer(self, request: httpx.Request, sent: float) -> NoReturn:
+        self.unanswered += 1
+        released = self._released
+        timeout = request.extensions.get("timeout", {}).get("read")
+        read = math.inf if timeout is None else float(timeout)
+        timed_out = False
+        async with anyio.create_task_group() as tg:
+
+            async def expire() -> None:
+                nonlocal timed_out
+                await self._clock.sleep(max(0.0, sent + read - self._clock.monotonic()))
+                timed_out = True
+                tg.cancel_scope.cancel()
+
+            async def cut() -> None:
+                await released.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(expire)
+            tg.start_soon(cut)
+        if timed_out:
+            raise httpx.ReadTimeout("timed out", request=request)
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @dataclass
 class DaemonWorld:
     """A running daemon and everything around it."""
@@ -109,6 +192,7 @@ class DaemonWorld:
     sink: RecordingSink
     executor: Executor
     health: httpx.AsyncClient
+    api: HangingTransport
     notes: list[str] = field(default_factory=list)
 
     def write(self, name: str, text: str) -> None:
@@ -162,6 +246,13 @@ class RecordingNotifier(Notifier):
         return True
 
 
+async def inline(load: Callable[[], LoadResult | None]) -> LoadResult | None:
+    """Load on the event loop: while a worker thread parses, the virtual clock would jump to
+    the next sleeper (every task is blocked), so tests that do not look at that load inline
+    and stay deterministic.  ``offload=in_thread`` (the daemon's default) runs the real one."""
+    return load()
+
+
 @asynccontextmanager
 async def daemon_world(
     directory: Path,
@@ -173,6 +264,8 @@ async def daemon_world(
     notifier: Notifier | None = None,
     redactor: Redactor | None = None,
     emulator_token: str | None = None,
+    load: Callable[[Path], LoadResult] = load_dir,
+    offload: Offload = inline,
     **settings: Any,
 ) -> AsyncIterator[DaemonWorld]:
     """Run a daemon over ``directory`` against an in-process emulator (see the module doc)."""
@@ -192,8 +285,10 @@ async def daemon_world(
         **settings,
     }
     config = DaemonSettings(_env_file=None, desired_dir=directory, **options)
+    api = HangingTransport(EmulatorTransport(emulator_app), clock)
+    timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
     async with httpx.AsyncClient(
-        transport=EmulatorTransport(emulator_app), base_url="http://emulator"
+        transport=api, base_url="http://emulator", timeout=timeout
     ) as http:
         client = MachinesClient(
             http,
@@ -202,6 +297,8 @@ async def daemon_world(
             rng=random.Random(1),
             limits=RateLimits.disabled(),
             on_response=telemetry.on_response,
+            retry=config.retry_policy(),
+            wait_timeout_margin=config.wait_timeout_margin,
         )
         executor = Executor(
             client,
@@ -221,6 +318,8 @@ async def daemon_world(
             notifier=notifier,
             redactor=redactor,
             reconcile=reconcile(executor) if reconcile is not None else None,
+            load=load,
+            offload=offload,
         )
         health_app = build_health_app(
             live=daemon.liveness, ready=daemon.readiness, metrics=metrics.render
@@ -239,7 +338,7 @@ async def daemon_world(
 
             await tg.start(run)
             world = DaemonWorld(
-                clock, directory, emulator, daemon, metrics, alerts, sink, executor, health
+                clock, directory, emulator, daemon, metrics, alerts, sink, executor, health, api
             )
             try:
                 yield world

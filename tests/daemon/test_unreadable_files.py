@@ -68,3 +68,21 @@ async def test_nested_yaml_dropped_into_a_running_daemon_does_not_stop_it(desire
         passes = w.daemon.passes
         w.write("web.yaml", app_file("web", regions={"ams": 3}))
         await w.until(lambda: len(w.machines("web")) == 3 and w.daemon.passes > passes)
+
+
+async def test_a_new_dangling_symlink_alerts_at_once(desired: Path) -> None:
+    """A dangling symlink created next to the other files (nothing else changes) is seen by
+    the watcher and reloaded at once: the alert on the file fires within a poll and a
+    debounce, not at the next reload made for another reason."""
+    (desired / "web.yaml").write_text(app_file("web"))
+    async with daemon_world(desired, interval=300) as w:
+        await w.until(lambda: w.daemon.passes >= 1)
+        assert w.alerts.firing() == []
+        (desired / "api.yaml").symlink_to(desired / "..data" / "api.yaml")
+        taken = await w.until(lambda: bool(w.alerts.firing()), within=5)
+        assert taken <= 1.0
+        [alert] = w.alerts.firing()
+        assert alert.key.condition is Condition.BAD_DESIRED_STATE
+        assert alert.key.app == "api.yaml"
+        assert "dangling symbolic link" in alert.message
+        assert w.daemon.results["web"].converged, "the other app is left alone"

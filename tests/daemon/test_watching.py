@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from controller.daemon.watching import DirWatcher, snapshot
+from controller.daemon.watching import UNREADABLE, DirWatcher, snapshot
 from controller.testing import FakeClock
 
 
@@ -106,3 +106,54 @@ async def test_changes_never_ends_on_its_own(directory: Path, fake_clock: FakeCl
         async for _ in watcher.changes():
             pytest.fail("no change was made")
     assert len(fake_clock.sleeps) > 10
+
+
+def test_entries_the_loader_cannot_read_are_in_the_snapshot(directory: Path) -> None:
+    """A dangling symlink, a symlink loop and a FIFO are entries the loader reports as errors:
+    the snapshot has them (size -1), so creating one is a change."""
+    watcher = DirWatcher(directory, clock=FakeClock())
+    (directory / "gone.yaml").symlink_to(directory / "missing.yaml")
+    assert watcher.check(), "a new dangling symlink is a change"
+    (directory / "loop.yaml").symlink_to(directory / "loop.yaml")
+    assert watcher.check(), "a new symlink loop is a change"
+    os.mkfifo(directory / "pipe.yaml")
+    assert watcher.check(), "a new FIFO is a change"
+    sizes = {name: size for name, size, _, _ in snapshot(directory)}
+    assert sizes == {
+        "web.yaml": 9,
+        "gone.yaml": UNREADABLE,
+        "loop.yaml": UNREADABLE,
+        "pipe.yaml": UNREADABLE,
+    }
+    (directory / "missing.yaml").write_text("app: api\n")
+    assert watcher.check(), "the symlink's target appearing is a change"
+
+
+def test_a_name_that_vanishes_between_listing_and_stat_is_an_entry(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listed, then gone before its ``stat``: recorded as unreadable, not skipped."""
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: [*listdir(path), "ghost.yaml"])
+    assert ("ghost.yaml", UNREADABLE, -1, -1) in snapshot(directory)
+
+
+async def test_an_entry_that_comes_and_goes_is_not_reported(
+    directory: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name seen by one look only (it vanished while being listed) settles back to the last
+    snapshot: nothing changed, so nothing is reported."""
+    watcher = DirWatcher(directory, clock=fake_clock, poll=0.5, debounce=0.25)
+    listdir = os.listdir
+    looks = 0
+
+    def flicker(path: str | os.PathLike[str]) -> list[str]:
+        nonlocal looks
+        looks += 1
+        return [*listdir(path), "ghost.yaml"] if looks == 1 else listdir(path)
+
+    monkeypatch.setattr(os, "listdir", flicker)
+    with anyio.move_on_after(0.2):
+        async for _ in watcher.changes():
+            pytest.fail("a name that came and went is no change")
+    assert looks > 2, "the watcher looked again and settled"
