@@ -26,7 +26,10 @@ work still lets go of its leases.  A second Ctrl-C cancels at once (leases are s
 
 **Output**: on a terminal, a live progress bar per app with elapsed time and an ETA; off a
 terminal (CI logs, journald), one line per finished action, starting with a UTC timestamp and
-ending with the action's duration.
+ending with the action's duration.  The same problem on many machines (a refused plan of
+10,000 creates, a region out of capacity) is printed :data:`REPEATS_SHOWN` times, then counted
+in one line at the end; the plan shown first summarises long runs the same way
+(:func:`controller.planning.render.summarise_runs`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
@@ -70,6 +74,9 @@ from controller.planning.plan import AppPlan
 from controller.planning.render import PlanError, render
 
 PLAIN_WIDTH = 160
+REPEATS_SHOWN = 10
+"""The same problem (app, action, group, region, outcome, message) is printed this many times;
+further ones are counted and summed up in one line when the progress display stops."""
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
@@ -169,6 +176,7 @@ class Reporter:
         self.live = self.console.is_terminal and not force_plain
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._seen: Counter[tuple[str, str, str | None, str, Outcome, str]] = Counter()
 
     def plan(self, plans: Sequence[AppPlan], errors: Sequence[PlanError] = ()) -> None:
         if self.show_plan:
@@ -211,19 +219,44 @@ class Reporter:
                     last=self.redact(one_line(event.describe(), 60)),
                 )
             quiet = event.outcome is Outcome.NOOP or (self.live and event.done)
-            if not quiet:
-                line = f"{event.app}: {event.describe()}{took}"
-                if not self.live:  # logs: when it ended, to correlate with Fly's side
-                    line = f"{self._timestamp()} {line}"
-                self.console.print(self.redact(line), markup=False)
+            if not quiet and not self._repeated(event):
+                self._print_line(f"{event.app}: {event.describe()}{took}")
         elif self._progress is not None and event.app in self._tasks:
             who = event.slot or event.machine_id or ""
             self._progress.update(self._tasks[event.app], last=f"{who} {event.phase}")
+
+    def _print_line(self, line: str) -> None:
+        if not self.live:  # logs: when it ended, to correlate with Fly's side
+            line = f"{self._timestamp()} {line}"
+        self.console.print(self.redact(line), markup=False)
+
+    def _repeated(self, event: MachineResult) -> bool:
+        """Whether ``event`` is one more of a problem already shown :data:`REPEATS_SHOWN`
+        times (the same app, action, group, region, outcome and message): then it is only
+        counted, and :meth:`stop` prints one line with the count.
+
+        Why: a refused or capacity-starved plan of 10,000 creates ends in 10,000 identical
+        lines otherwise.  Successful actions are never folded: each one is a log line with
+        its own time and duration.
+        """
+        if event.done:
+            return False
+        key = (event.app, event.action, event.group, event.region, event.outcome, event.message)
+        self._seen[key] += 1
+        return self._seen[key] > REPEATS_SHOWN
 
     def stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        for (app, action, group, region, outcome, _message), seen in self._seen.items():
+            if seen > REPEATS_SHOWN:
+                more = seen - REPEATS_SHOWN
+                self._print_line(
+                    f"{app}: {action} -> {outcome.value} for {more:,} more machines in "
+                    f"{group or '?'}/{region} like the above"
+                )
+        self._seen.clear()
 
     def interrupting(self, grace: float) -> None:
         """The first Ctrl-C: say what happens next."""
