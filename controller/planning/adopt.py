@@ -47,19 +47,24 @@ from controller.planning.normalize import (
     passthrough_paths,
     spec_hash,
 )
-from controller.planning.plan import plan
+from controller.planning.plan import SKIP_LAUNCH_STATES, AppPlan, plan
+from controller.planning.render import change_records, machine_record, to_document
 
 __all__ = [
+    "ADOPT",
     "SAME_CONFIG",
     "SAME_IMAGE",
     "SAME_REPOSITORY",
     "Adoption",
     "AdoptionPlan",
     "adopted_config",
+    "adoption_document",
     "match",
     "render",
 ]
 
+ADOPT = "adopt"
+"""The ``action`` of an adoption's record in the JSON document."""
 SAME_CONFIG = "same config"
 SAME_IMAGE = "same image"
 SAME_REPOSITORY = "same image repository"
@@ -229,3 +234,45 @@ def render(proposal: AdoptionPlan) -> str:
     if not proposal.adoptions:
         lines.append("  nothing to adopt")
     return "\n".join(lines) + "\n"
+
+
+def adoption_document(proposal: AdoptionPlan, live: Sequence[LiveMachine]) -> dict[str, Any]:
+    """``adopt --output json``: plan's document (the same schema, the same record keys) with
+    one ``adopt`` record per proposed machine (``changes``: what the next apply changes on it,
+    ``current_version``: the version it is adopted at) and an ``unmanaged`` record per machine
+    no free slot fits.  ``summary.adopt`` counts the adoptions."""
+    document = to_document(AppPlan(app=proposal.app, actions=()))
+    by_id = {m.id: m for m in live}
+    document["machines"] = [
+        machine_record(
+            app=proposal.app,
+            action=ADOPT,
+            machine_id=a.machine_id,
+            slot=a.slot,
+            group=a.group,
+            region=a.region,
+            reason=a.match,
+            skip_launch=a.state in SKIP_LAUNCH_STATES,
+            current_version=a.version,
+            changes=change_records(a.diff),
+        )
+        for a in proposal.adoptions
+    ] + [
+        machine_record(
+            app=proposal.app,
+            action="unmanaged",
+            machine_id=machine_id,
+            region=by_id[machine_id].region if machine_id in by_id else None,
+            reason="no free slot fits it (kept unmanaged)",
+        )
+        for machine_id in proposal.unmatched
+    ]
+    adopting = len(proposal.adoptions)
+    document["summary"]["adopt"] = adopting
+    document["summary"]["text"] = (
+        f"Adopt: {adopting} machine(s) into {proposal.free_slots} free slot(s)."
+        if adopting
+        else "Nothing to adopt."
+    )
+    document["apps"][0]["status"] = "changes" if adopting else "in_sync"
+    return document

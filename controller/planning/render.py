@@ -75,6 +75,8 @@ __all__ = [
     "Entry",
     "PlanError",
     "app_status",
+    "change_records",
+    "machine_record",
     "render",
     "summarise_runs",
     "summary_line",
@@ -424,7 +426,8 @@ def render(plans: AppPlan | Sequence[AppPlan], errors: Sequence[PlanError] = ())
 # ------------------------------------------------------------------------------ JSON
 
 
-def _changes(diff: Sequence[FieldChange]) -> list[dict[str, Any]]:
+def change_records(diff: Sequence[FieldChange]) -> list[dict[str, Any]]:
+    """A diff as the ``changes`` of a record, sensitive values as ``(sensitive)``."""
     return [
         {
             "path": c.path,
@@ -436,7 +439,9 @@ def _changes(diff: Sequence[FieldChange]) -> list[dict[str, Any]]:
     ]
 
 
-def _record(**fields: Any) -> dict[str, Any]:
+def machine_record(**fields: Any) -> dict[str, Any]:
+    """One ``machines`` record: every key present (null when it does not apply), ``fields``
+    set.  Public so that ``adopt`` and ``restart`` list their machines with the same keys."""
     record: dict[str, Any] = {
         "app": None,
         "action": None,
@@ -467,33 +472,33 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
         }
         if isinstance(a, Create):
             out.append(
-                _record(
+                machine_record(
                     action="create",
                     skip_launch=a.skip_launch,
-                    changes=_changes(a.diff),
+                    changes=change_records(a.diff),
                     **common,
                     **base,
                 )
             )
         elif isinstance(a, Update):
             out.append(
-                _record(
+                machine_record(
                     action="update",
                     machine_id=a.machine_id,
                     drift=a.drift.value,
                     skip_launch=a.skip_launch,
                     current_version=a.current_version,
-                    changes=_changes(a.diff),
+                    changes=change_records(a.diff),
                     image_digest=a.image_digest,
                     **common,
                     **base,
                 )
             )
         elif isinstance(a, Destroy):
-            out.append(_record(action="destroy", machine_id=a.machine_id, **common, **base))
+            out.append(machine_record(action="destroy", machine_id=a.machine_id, **common, **base))
         elif isinstance(a, Start | Stop | Restart):
             out.append(
-                _record(
+                machine_record(
                     action=a.kind,
                     machine_id=a.machine_id,
                     current_version=a.current_version,
@@ -503,7 +508,7 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             )
         else:
             out.append(
-                _record(
+                machine_record(
                     action="noop",
                     machine_id=a.machine_id,
                     image_digest=a.image_digest,
@@ -513,7 +518,7 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             )
     out.extend(_drift_record(plan.app, d) for d in plan.drift)
     out.extend(
-        _record(
+        machine_record(
             action="orphan",
             machine_id=o.machine_id,
             slot=o.slot,
@@ -525,7 +530,7 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
         for o in plan.orphans
     )
     out.extend(
-        _record(
+        machine_record(
             action="unmanaged",
             machine_id=u.machine_id,
             region=u.region,
@@ -602,7 +607,7 @@ def _volume_record(**fields: Any) -> dict[str, Any]:
 
 
 def _drift_record(app: str, report: DriftReport) -> dict[str, Any]:
-    return _record(
+    return machine_record(
         app=app,
         action="drift",
         machine_id=report.machine_id,
@@ -611,7 +616,7 @@ def _drift_record(app: str, report: DriftReport) -> dict[str, Any]:
         region=report.region,
         reason=report.reason,
         drift=report.kind.value,
-        changes=_changes(report.diff),
+        changes=change_records(report.diff),
     )
 
 
