@@ -56,6 +56,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from controller.cli.confirming import DEFAULT_GRACE
 from controller.clock import Clock, SystemClock
 from controller.core.errors import FlyAPIError
 from controller.execution.executor import Executor
@@ -81,7 +82,6 @@ EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 EXIT_REFUSED = 4
-DEFAULT_GRACE = 10.0
 _DRAIN_POLL = 0.05
 
 
@@ -272,9 +272,14 @@ class Reporter:
         blocked_apps: Sequence[str],
         *,
         left: Mapping[str, int] | None = None,
+        command: str = "apply",
+        again: str = "run apply again to finish",
     ) -> None:
-        """The summary table; ``left`` (an interrupted apply) adds the changes never run."""
-        title = "Apply summary (interrupted)" if left is not None else "Apply summary"
+        """The summary table; ``left`` (an interrupted run) adds the changes never run, and
+        the closing line says what is left and ``again``, what to do about it."""
+        title = f"{command.capitalize()} summary"
+        if left is not None:
+            title += " (interrupted)"
         table = Table(title=title, title_justify="left")
         columns = ["app", "result", "ok", "no-op", "blocked", "failed"]
         if left is not None:
@@ -305,7 +310,7 @@ class Reporter:
             self.console.print(
                 f"interrupted: {total} planned machine change(s) not run"
                 + (f" ({where})" if where else "")
-                + "; run apply again to finish",
+                + f"; {again}",
                 markup=False,
             )
 
@@ -389,7 +394,7 @@ async def apply_apps(
         if interrupt is None:
             await run_all()
         else:
-            await _interruptible(run_all, interrupt, executor, reporter)
+            await interruptible(run_all, interrupt, executor, reporter)
     finally:
         reporter.stop()
     left: dict[str, int] = {}
@@ -399,8 +404,7 @@ async def apply_apps(
             continue
         if interrupt is not None and interrupt.interrupted and one in changing:
             finished = tuple(reporter.finished.get(app, ()))
-            ran = sum(1 for r in finished if r.action != "noop")
-            left[app] = max(0, len(one.plan.changes) - ran)
+            left[app] = not_run(one.plan, finished)
             results[app] = AppResult(
                 app=app, results=finished, plan=one.plan, relisted=one.relisted
             )
@@ -413,7 +417,37 @@ async def apply_apps(
     )
 
 
-async def _interruptible(
+def not_run(plan: AppPlan, finished: Sequence[MachineResult]) -> int:
+    """How many of ``plan``'s changes an interrupted run never got to (``finished``: the
+    results the reporter saw for its app)."""
+    ran = sum(1 for r in finished if r.action != "noop")
+    return max(0, len(plan.changes) - ran)
+
+
+async def with_signals(run: Callable[[], Awaitable[int]], interrupt: Interrupt) -> int:
+    """Run ``run`` receiving SIGTERM (systemd, Kubernetes, CI timeouts) for the whole command.
+
+    During execution SIGTERM drains it like Ctrl-C (see :class:`Interrupt`); before or after,
+    when no lease is held, it cancels the run at once.  The exit code is then 128 + the first
+    signal: 143 for SIGTERM, 130 for Ctrl-C.  ``apply`` and ``restart`` run under it.
+    """
+    code = EXIT_ERROR
+    async with anyio.create_task_group() as tg:
+
+        async def receive() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if not interrupt.deliver(signum):
+                        tg.cancel_scope.cancel()
+                        return
+
+        tg.start_soon(receive)
+        code = await run()
+        tg.cancel_scope.cancel()
+    return interrupt.exit_code if interrupt.interrupted else code
+
+
+async def interruptible(
     run_all: Callable[[], Awaitable[None]],
     interrupt: Interrupt,
     executor: Executor,
