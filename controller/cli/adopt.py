@@ -54,7 +54,7 @@ from controller.planning.adopt import (
     render,
 )
 from controller.planning.plan import SKIP_LAUNCH_STATES
-from controller.planning.render import PlanError, to_document
+from controller.planning.render import Entry, PlanError, summarise_runs, to_document
 
 __all__ = ["ADOPTED", "add_adopt_parser", "adopt", "adoptable_lines", "adoptable_records"]
 
@@ -215,13 +215,32 @@ async def _adopt_one(
 
 
 def adoptable_lines(proposals: Sequence[AdoptionPlan], directory: str) -> list[str]:
-    """One line per unmanaged machine ``adopt`` would take over (for ``plan``)."""
-    return [
-        f"{p.app}: unmanaged machine {a.machine_id} (region {a.region}) can be adopted as "
-        f"{a.slot} ({a.match}): machine-reconciler adopt {directory} --app {p.app}"
-        for p in proposals
-        for a in p.adoptions
-    ]
+    """One line per unmanaged machine ``adopt`` would take over (for ``plan``), long runs of
+    similar ones counted like the plan's (:func:`controller.planning.render.summarise_runs`)."""
+    lines: list[str] = []
+    for p in proposals:
+        command = f"machine-reconciler adopt {directory} --app {p.app}"
+        lines.extend(
+            summarise_runs(
+                Entry(
+                    (a.group, a.region, a.match),
+                    [
+                        f"{p.app}: unmanaged machine {a.machine_id} (region {a.region}) can be "
+                        f"adopted as {a.slot} ({a.match}): {command}"
+                    ],
+                    _more_adoptable(p.app, a, command),
+                )
+                for a in p.adoptions
+            )
+        )
+    return lines
+
+
+def _more_adoptable(app: str, a: Adoption, command: str) -> Callable[[int], str]:
+    return lambda n: (
+        f"{app}: {n:,} more unmanaged machines in region {a.region} can be adopted into "
+        f"group {a.group} ({a.match}): {command}"
+    )
 
 
 def adoptable_records(proposals: Sequence[AdoptionPlan]) -> list[dict[str, Any]]:

@@ -49,9 +49,17 @@ from controller.execution.outcomes import AppResult
 from controller.execution.reconciler import list_desired
 from controller.execution.rollout import ExecutorSettings
 from controller.flyapi import MachinesClient
+from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.planning.plan import AppPlan
-from controller.planning.render import PlanError, machine_record, render, to_document
+from controller.planning.render import (
+    Entry,
+    PlanError,
+    machine_record,
+    render,
+    summarise_runs,
+    to_document,
+)
 from controller.planning.restarting import RestartPlan, restart_plan
 
 if TYPE_CHECKING:  # imported when a restart runs (rich): --help stays quick to start
@@ -154,8 +162,8 @@ class _Restart:
                 return EXIT_CONVERGED
             proposal = restart_plan(self.desired, live, list(self.args.group or ()))
             self.text.write(self.redact(render(proposal.plan)))
-            for machine in proposal.skipped:
-                self.say(f"  {machine.id} {machine.slot}: {machine.state}, not restarted")
+            for line in summarise_runs(_skipped_entry(m) for m in proposal.skipped):
+                self.say(line)
             document = restart_document(proposal)
             if not proposal.plan.actions:
                 if self.json:
@@ -206,6 +214,16 @@ class _Restart:
         if self.json:
             emit(document, [from_result(r, self.redact) for r in result.results])
         return self.interrupt.exit_code if self.interrupt.interrupted else exit_code([result])
+
+
+def _skipped_entry(machine: LiveMachine) -> Entry:
+    """A machine that is not running (not restarted), for a listing that counts long runs."""
+    state = machine.state
+    return Entry(
+        state,
+        [f"  {machine.id} {machine.slot}: {state}, not restarted"],
+        lambda n: f"  {n:,} more machines {state}, not restarted",
+    )
 
 
 def restart_document(proposal: RestartPlan) -> dict[str, Any]:

@@ -48,7 +48,13 @@ from controller.planning.normalize import (
     spec_hash,
 )
 from controller.planning.plan import SKIP_LAUNCH_STATES, AppPlan, plan
-from controller.planning.render import change_records, machine_record, to_document
+from controller.planning.render import (
+    Entry,
+    change_records,
+    machine_record,
+    summarise_runs,
+    to_document,
+)
 
 __all__ = [
     "ADOPT",
@@ -207,29 +213,42 @@ def _value(change: FieldChange, value: Any) -> str:
     return REDACTED if change.sensitive else json.dumps(value, sort_keys=True)
 
 
+def _adoption_entry(a: Adoption) -> Entry:
+    lines = [
+        f"  = adopt {a.machine_id} {a.name!r} ({a.state}, region {a.region}) as {a.slot} "
+        f"(group {a.group}): {a.match}"
+    ]
+    if a.diff:
+        lines.append("      the next apply then changes:")
+    for change in a.diff:
+        if change.before is None:
+            lines.append(f"        + {change.path}: {_value(change, change.after)}")
+        elif change.after is None:
+            lines.append(f"        - {change.path}: {_value(change, change.before)}")
+        elif change.sensitive:
+            lines.append(f"        ~ {change.path}: {REDACTED} (changed)")
+        else:
+            before, after = _value(change, change.before), _value(change, change.after)
+            lines.append(f"        ~ {change.path}: {before} -> {after}")
+    key = ("adopt", a.group, a.region, a.state, a.match, json.dumps(a.diff, default=str))
+    where = f"{a.group}/{a.region}"
+    return Entry(key, lines, lambda n: f"  = adopt {n:,} more machines into {where} like the above")
+
+
 def render(proposal: AdoptionPlan) -> str:
-    """What adoption would do, as text (sensitive values print as ``(sensitive)``)."""
+    """What adoption would do, as text (sensitive values print as ``(sensitive)``); long runs
+    of similar machines are counted (:func:`controller.planning.render.summarise_runs`)."""
     lines = [f"{proposal.app}: {proposal.free_slots} free slot(s)"]
-    for a in proposal.adoptions:
-        lines.append(
-            f"  = adopt {a.machine_id} {a.name!r} ({a.state}, region {a.region}) as {a.slot} "
-            f"(group {a.group}): {a.match}"
-        )
-        if a.diff:
-            lines.append("      the next apply then changes:")
-        for change in a.diff:
-            if change.before is None:
-                lines.append(f"        + {change.path}: {_value(change, change.after)}")
-            elif change.after is None:
-                lines.append(f"        - {change.path}: {_value(change, change.before)}")
-            elif change.sensitive:
-                lines.append(f"        ~ {change.path}: {REDACTED} (changed)")
-            else:
-                before, after = _value(change, change.before), _value(change, change.after)
-                lines.append(f"        ~ {change.path}: {before} -> {after}")
+    lines.extend(summarise_runs(_adoption_entry(a) for a in proposal.adoptions))
     lines.extend(
-        f"  unmanaged {machine_id}: no free slot fits it (kept unmanaged)"
-        for machine_id in proposal.unmatched
+        summarise_runs(
+            Entry(
+                "unmatched",
+                [f"  unmanaged {machine_id}: no free slot fits it (kept unmanaged)"],
+                lambda n: f"  {n:,} more unmanaged machines no free slot fits (kept unmanaged)",
+            )
+            for machine_id in proposal.unmatched
+        )
     )
     if not proposal.adoptions:
         lines.append("  nothing to adopt")

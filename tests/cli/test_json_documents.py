@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 from jsonschema import Draft202012Validator
 
+from controller.cli.adopt import adoptable_lines, adoptable_records
 from controller.cli.jsonout import emit, from_result
 from controller.cli.restart import restart_document
 from controller.core.outcomes import Outcome
@@ -93,3 +94,18 @@ def test_adoption_document_lists_proposals_and_machines_no_slot_fits() -> None:
         "Nothing to adopt.",
         "in_sync",
     )
+
+
+def test_plan_lists_many_adoptable_machines_in_a_few_lines() -> None:
+    fly = FakeFly()
+    big = parse_app(
+        {"app": "acme", "groups": {"web": {"regions": {"ams": 30}, "config": {"image": IMAGE}}}}
+    )
+    proposal = match(big, [fly.machine({"image": IMAGE}, "ams") for _ in range(30)])
+    lines = adoptable_lines([proposal], "desired")
+    assert len(lines) == 4
+    assert lines[-1] == (
+        "acme: 27 more unmanaged machines in region ams can be adopted into group web "
+        "(same config): machine-reconciler adopt desired --app acme"
+    )
+    assert len(adoptable_records([proposal])) == 30, "the JSON keeps every one"

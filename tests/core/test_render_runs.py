@@ -12,6 +12,8 @@ from jsonschema import Draft202012Validator
 
 from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp, parse_app
+from controller.planning.adopt import match
+from controller.planning.adopt import render as render_adoption
 from controller.planning.plan import plan
 from controller.planning.render import (
     RUN_HEAD,
@@ -200,3 +202,20 @@ def test_the_json_lists_the_volume_each_create_attaches() -> None:
         "reason": "an unattached volume of that name in the region, else a new one",
     }
     assert _document(plan(_app({"ams": 1}), []))["volumes"] == []
+
+
+# ------------------------------------------------------------------------------- adoption
+
+
+def test_adoption_proposals_and_machines_no_slot_fits_are_counted() -> None:
+    fly = FakeFly()
+    mine = [fly.machine({"image": "registry.fly.io/acme:v1"}, "ams") for _ in range(30)]
+    others = [fly.machine({"image": "flyio/postgres:16"}, "ams") for _ in range(15)]
+    proposal = match(_app({"ams": 30}), [*mine, *others])
+    assert len(proposal.adoptions) == 30
+    lines = render_adoption(proposal).splitlines()
+    assert "  = adopt 27 more machines into web/ams like the above" in lines
+    assert "  12 more unmanaged machines no free slot fits (kept unmanaged)" in lines
+    assert len(lines) < 12
+    small = render_adoption(match(_app({"ams": 2}), mine[:2])).splitlines()
+    assert sum(line.startswith("  = adopt ") for line in small) == 2
