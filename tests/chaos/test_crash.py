@@ -158,7 +158,8 @@ def test_kill_9_mid_apply_then_apply_again(world: World, delay: float) -> None:
     print(f"kill -9 after {delay}s: {len(held)} lease(s) orphaned, blocking up to {blocked:.1f}s")
 
     again = world.apply("--lease-wait", str(lease_bound() + 10), timeout=lease_bound() + 90)
-    print(f"second apply: exit {again.returncode} in {again.seconds:.1f}s")
+    took = f"second apply: exit {again.returncode} in {again.seconds:.1f}s"
+    print(f"{took}; {waits(world, held, clock)}")
     assert again.returncode == 0, again.output
     assert blocked <= lease_bound() + 1
     assert again.seconds <= lease_bound() + 45, "the orphaned leases block only for their TTL"
@@ -182,6 +183,22 @@ def lease_taken_again(
         return None
     refused = sum(1 for e in tries if e["at"] < granted[0]["at"])
     return granted[0]["at"], refused
+
+
+def waits(world: World, held: list[dict[str, Any]], clock: dict[str, Any]) -> str:
+    """How long the next run waited for each orphaned lease (what the report prints)."""
+    log = world.emulator.requests()
+    said = []
+    for lease in held:
+        taken = lease_taken_again(log, lease["machine_id"], clock["monotonic"])
+        if taken is None:
+            said.append(f"{lease['machine_id']}: not needed again (its write had landed)")
+        else:
+            said.append(
+                f"{lease['machine_id']}: leased again {taken[0] - clock['monotonic']:.1f}s "
+                f"after the kill ({taken[1]} refused tries)"
+            )
+    return "; ".join(said)
 
 
 def test_kill_9_with_an_update_in_flight_the_next_apply_waits_out_the_lease(world: World) -> None:
@@ -274,7 +291,8 @@ def test_kill_9_mid_daemon_pass_then_start_again(
             lease_bound() + 45,
             "the second daemon",
         )
-        print(f"second daemon converged in {time.monotonic() - started:.1f}s")
+        converged = time.monotonic() - started
+        print(f"second daemon converged in {converged:.1f}s; {waits(world, held, clock)}")
         assert second.stop(30) == 0
     finally:
         second.kill()
