@@ -25,6 +25,7 @@ from controller.planning.render import (
     summarise_runs,
     to_document,
 )
+from controller.planning.restarting import restart_plan
 from tests.core.planning_support import FakeFly
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -219,3 +220,10 @@ def test_adoption_proposals_and_machines_no_slot_fits_are_counted() -> None:
     assert len(lines) < 12
     small = render_adoption(match(_app({"ams": 2}), mine[:2])).splitlines()
     assert sum(line.startswith("  = adopt ") for line in small) == 2
+
+
+def test_restarts_are_counted() -> None:
+    live = _fleet({"ams": 20})
+    lines = render(restart_plan(_app({"ams": 20}), live).plan).splitlines()
+    assert "  ↻ restart 17 more machines in web/ams like the above" in lines
+    assert lines[-1] == "Plan: 0 to create, 0 to update, 0 to destroy. Also: 20 to restart."
