@@ -13,6 +13,11 @@ and what the next ``apply`` will change on it), asks like ``apply`` (``yes`` on 
    update, so a started one is waited for until it runs the new version);
 4. release the lease (always).
 
+``--output json``: one document on stdout (:mod:`controller.cli.jsonout`, plan's schema): an
+``adopt`` record per proposed machine, an ``unmanaged`` one per machine no slot fits, and
+``results`` once it ran (``ok``; ``lease_held``; ``requeue`` for a machine that changed or
+became managed; ``error``); the text goes to stderr.
+
 Exit codes: 0 every proposed machine adopted (or nothing to adopt); 1 error, or no
 confirmation; 4 a machine was left alone because it changed or its lease stayed held.
 """
@@ -29,16 +34,27 @@ from typing import Any
 import anyio
 
 from controller.cli.confirming import add_embedded_flag, add_lease_wait_flag, confirmed
+from controller.cli.jsonout import add_output_flag, emit, result_record
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError, VersionConflict
+from controller.core.outcomes import Outcome
 from controller.execution.leasing import LeaseBusy, Leaser
 from controller.execution.operations import to_live_machine
 from controller.execution.reconciler import list_live
 from controller.execution.rollout import ExecutorSettings
 from controller.flyapi import MachinesClient
 from controller.model.desired import DesiredApp
-from controller.planning.adopt import Adoption, AdoptionPlan, adopted_config, match, render
+from controller.planning.adopt import (
+    ADOPT,
+    Adoption,
+    AdoptionPlan,
+    adopted_config,
+    adoption_document,
+    match,
+    render,
+)
 from controller.planning.plan import SKIP_LAUNCH_STATES
+from controller.planning.render import Entry, PlanError, summarise_runs, to_document
 
 __all__ = ["ADOPTED", "add_adopt_parser", "adopt", "adoptable_lines", "adoptable_records"]
 
@@ -65,6 +81,7 @@ def add_adopt_parser(sub: Any, default_dir: Any) -> None:
     adopt_cmd.add_argument("--app", required=True, help="the app whose machines to adopt")
     adopt_cmd.add_argument("--yes", action="store_true", help="adopt without asking")
     add_lease_wait_flag(adopt_cmd)
+    add_output_flag(adopt_cmd)
     add_embedded_flag(adopt_cmd, what="against the in-process emulator (a demonstration; no token)")
 
 
@@ -78,19 +95,35 @@ def adopt(
     """Run ``adopt`` for one app; the exit code."""
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
+    as_json = args.output == "json"
+    text = sys.stderr if as_json else sys.stdout  # --output json keeps stdout for the document
 
     async def run() -> int:
         async with client([desired]) as api:
             try:
                 live = await list_live(api, desired.app)
             except FlyAPIError as exc:
-                print(redact(f"machine-reconciler: error: {desired.app}: {exc}"), file=sys.stderr)
+                message = redact(f"listing machines failed: {exc}")
+                print(f"machine-reconciler: error: {desired.app}: {message}", file=sys.stderr)
+                if as_json:
+                    emit(
+                        to_document(
+                            [], [PlanError(desired.app, exc.error_class, message, exc.request_id)]
+                        )
+                    )
                 return EXIT_ERROR
             proposal = match(desired, live)
-            sys.stdout.write(render(proposal))
+            text.write(render(proposal))
+            document = adoption_document(proposal, live)
             if not proposal.adoptions:
+                if as_json:
+                    emit(document)
                 return EXIT_OK
-            if not confirmed(yes=args.yes, verb="adopt", question="Adopt these machines?"):
+            ask_on = sys.stderr if as_json else None
+            question = "Adopt these machines?"
+            if not confirmed(yes=args.yes, verb="adopt", question=question, ask_on=ask_on):
+                if as_json:
+                    emit(document)
                 return EXIT_ERROR
             leaser = Leaser(
                 api,
@@ -99,10 +132,25 @@ def adopt(
                 policy=ExecutorSettings(lease_wait=args.lease_wait).lease_policy(),
             )
             worst = EXIT_OK
+            results = []
             for adoption in proposal.adoptions:
-                code, message = await _adopt_one(api, leaser, desired.app, adoption, args)
-                print(redact(f"{desired.app}: {adoption.machine_id} {message}"))
+                code, outcome, message = await _adopt_one(api, leaser, desired.app, adoption, args)
+                print(redact(f"{desired.app}: {adoption.machine_id} {message}"), file=text)
                 worst = max(worst, code, key=_SEVERITY.__getitem__)
+                results.append(
+                    result_record(
+                        app=desired.app,
+                        action=ADOPT,
+                        machine_id=adoption.machine_id,
+                        slot=adoption.slot,
+                        group=adoption.group,
+                        region=adoption.region,
+                        outcome=outcome.value,
+                        message=redact(message),
+                    )
+                )
+            if as_json:
+                emit(document, results)
             return worst
 
     return anyio.run(run)
@@ -114,8 +162,9 @@ async def _adopt_one(
     app: str,
     adoption: Adoption,
     args: argparse.Namespace,
-) -> tuple[int, str]:
-    """Write the slot metadata of one machine under its lease, with ``current_version``.
+) -> tuple[int, Outcome, str]:
+    """Write the slot metadata of one machine under its lease, with ``current_version``: the
+    exit code, the outcome (for ``--output json``) and the line to print.
 
     Someone else's lease is waited for at most ``--lease-wait`` (the leaser's policy), never
     cleared.
@@ -124,11 +173,15 @@ async def _adopt_one(
         async with leaser.lease(app, adoption.machine_id) as lease:
             machine = to_live_machine(await api.get_machine(app, adoption.machine_id))
             if machine.managed:
-                return EXIT_REFUSED, "left alone: it is managed already"
+                return EXIT_REFUSED, Outcome.REQUEUE, "left alone: it is managed already"
             if machine.version != adoption.version:
-                return EXIT_REFUSED, (
-                    f"left alone: it changed since it was listed (version {adoption.version}, "
-                    f"now {machine.version})"
+                return (
+                    EXIT_REFUSED,
+                    Outcome.REQUEUE,
+                    (
+                        f"left alone: it changed since it was listed (version {adoption.version}, "
+                        f"now {machine.version})"
+                    ),
                 )
             started = machine.state not in SKIP_LAUNCH_STATES
             updated = await api.update_machine(
@@ -143,27 +196,51 @@ async def _adopt_one(
                 await api.wait_machine(
                     app, machine.id, state="started", version=updated.version, timeout=WAIT_SECONDS
                 )
-            return EXIT_OK, f"{ADOPTED} as {adoption.slot} (group {adoption.group})"
+            adopted = f"{ADOPTED} as {adoption.slot} (group {adoption.group})"
+            return EXIT_OK, Outcome.OK, adopted
     except LeaseBusy as busy:
         holder = busy.last.holder or "someone else"
-        return EXIT_REFUSED, f"left alone: its lease is held by {holder}"
+        return EXIT_REFUSED, Outcome.LEASE_HELD, f"left alone: its lease is held by {holder}"
     except VersionConflict:
-        return EXIT_REFUSED, "left alone: it changed while being adopted (version conflict)"
+        return (
+            EXIT_REFUSED,
+            Outcome.REQUEUE,
+            ("left alone: it changed while being adopted (version conflict)"),
+        )
     except FlyAPIError as exc:
-        return EXIT_ERROR, f"failed: {exc}"
+        return EXIT_ERROR, Outcome.ERROR, f"failed: {exc}"
 
 
 # ------------------------------------------------------------------------------ plan's listing
 
 
 def adoptable_lines(proposals: Sequence[AdoptionPlan], directory: str) -> list[str]:
-    """One line per unmanaged machine ``adopt`` would take over (for ``plan``)."""
-    return [
-        f"{p.app}: unmanaged machine {a.machine_id} (region {a.region}) can be adopted as "
-        f"{a.slot} ({a.match}): machine-reconciler adopt {directory} --app {p.app}"
-        for p in proposals
-        for a in p.adoptions
-    ]
+    """One line per unmanaged machine ``adopt`` would take over (for ``plan``), long runs of
+    similar ones counted like the plan's (:func:`controller.planning.render.summarise_runs`)."""
+    lines: list[str] = []
+    for p in proposals:
+        command = f"machine-reconciler adopt {directory} --app {p.app}"
+        lines.extend(
+            summarise_runs(
+                Entry(
+                    (a.group, a.region, a.match),
+                    [
+                        f"{p.app}: unmanaged machine {a.machine_id} (region {a.region}) can be "
+                        f"adopted as {a.slot} ({a.match}): {command}"
+                    ],
+                    _more_adoptable(p.app, a, command),
+                )
+                for a in p.adoptions
+            )
+        )
+    return lines
+
+
+def _more_adoptable(app: str, a: Adoption, command: str) -> Callable[[int], str]:
+    return lambda n: (
+        f"{app}: {n:,} more unmanaged machines in region {a.region} can be adopted into "
+        f"group {a.group} ({a.match}): {command}"
+    )
 
 
 def adoptable_records(proposals: Sequence[AdoptionPlan]) -> list[dict[str, Any]]:

@@ -26,7 +26,10 @@ work still lets go of its leases.  A second Ctrl-C cancels at once (leases are s
 
 **Output**: on a terminal, a live progress bar per app with elapsed time and an ETA; off a
 terminal (CI logs, journald), one line per finished action, starting with a UTC timestamp and
-ending with the action's duration.
+ending with the action's duration.  The same problem on many machines (a refused plan of
+10,000 creates, a region out of capacity) is printed :data:`REPEATS_SHOWN` times, then counted
+in one line at the end; the plan shown first summarises long runs the same way
+(:func:`controller.planning.render.summarise_runs`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
@@ -52,6 +56,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from controller.cli.confirming import DEFAULT_GRACE
 from controller.clock import Clock, SystemClock
 from controller.core.errors import FlyAPIError
 from controller.execution.executor import Executor
@@ -70,11 +75,13 @@ from controller.planning.plan import AppPlan
 from controller.planning.render import PlanError, render
 
 PLAIN_WIDTH = 160
+REPEATS_SHOWN = 10
+"""The same problem (app, action, group, region, outcome, message) is printed this many times;
+further ones are counted and summed up in one line when the progress display stops."""
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 EXIT_REFUSED = 4
-DEFAULT_GRACE = 10.0
 _DRAIN_POLL = 0.05
 
 
@@ -169,6 +176,7 @@ class Reporter:
         self.live = self.console.is_terminal and not force_plain
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._seen: Counter[tuple[str, str, str | None, str, Outcome, str]] = Counter()
 
     def plan(self, plans: Sequence[AppPlan], errors: Sequence[PlanError] = ()) -> None:
         if self.show_plan:
@@ -211,19 +219,44 @@ class Reporter:
                     last=self.redact(one_line(event.describe(), 60)),
                 )
             quiet = event.outcome is Outcome.NOOP or (self.live and event.done)
-            if not quiet:
-                line = f"{event.app}: {event.describe()}{took}"
-                if not self.live:  # logs: when it ended, to correlate with Fly's side
-                    line = f"{self._timestamp()} {line}"
-                self.console.print(self.redact(line), markup=False)
+            if not quiet and not self._repeated(event):
+                self._print_line(f"{event.app}: {event.describe()}{took}")
         elif self._progress is not None and event.app in self._tasks:
             who = event.slot or event.machine_id or ""
             self._progress.update(self._tasks[event.app], last=f"{who} {event.phase}")
+
+    def _print_line(self, line: str) -> None:
+        if not self.live:  # logs: when it ended, to correlate with Fly's side
+            line = f"{self._timestamp()} {line}"
+        self.console.print(self.redact(line), markup=False)
+
+    def _repeated(self, event: MachineResult) -> bool:
+        """Whether ``event`` is one more of a problem already shown :data:`REPEATS_SHOWN`
+        times (the same app, action, group, region, outcome and message): then it is only
+        counted, and :meth:`stop` prints one line with the count.
+
+        Why: a refused or capacity-starved plan of 10,000 creates ends in 10,000 identical
+        lines otherwise.  Successful actions are never folded: each one is a log line with
+        its own time and duration.
+        """
+        if event.done:
+            return False
+        key = (event.app, event.action, event.group, event.region, event.outcome, event.message)
+        self._seen[key] += 1
+        return self._seen[key] > REPEATS_SHOWN
 
     def stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        for (app, action, group, region, outcome, _message), seen in self._seen.items():
+            if seen > REPEATS_SHOWN:
+                more = seen - REPEATS_SHOWN
+                self._print_line(
+                    f"{app}: {action} -> {outcome.value} for {more:,} more machines in "
+                    f"{group or '?'}/{region} like the above"
+                )
+        self._seen.clear()
 
     def interrupting(self, grace: float) -> None:
         """The first Ctrl-C: say what happens next."""
@@ -239,9 +272,14 @@ class Reporter:
         blocked_apps: Sequence[str],
         *,
         left: Mapping[str, int] | None = None,
+        command: str = "apply",
+        again: str = "run apply again to finish",
     ) -> None:
-        """The summary table; ``left`` (an interrupted apply) adds the changes never run."""
-        title = "Apply summary (interrupted)" if left is not None else "Apply summary"
+        """The summary table; ``left`` (an interrupted run) adds the changes never run, and
+        the closing line says what is left and ``again``, what to do about it."""
+        title = f"{command.capitalize()} summary"
+        if left is not None:
+            title += " (interrupted)"
         table = Table(title=title, title_justify="left")
         columns = ["app", "result", "ok", "no-op", "blocked", "failed"]
         if left is not None:
@@ -272,7 +310,7 @@ class Reporter:
             self.console.print(
                 f"interrupted: {total} planned machine change(s) not run"
                 + (f" ({where})" if where else "")
-                + "; run apply again to finish",
+                + f"; {again}",
                 markup=False,
             )
 
@@ -356,7 +394,7 @@ async def apply_apps(
         if interrupt is None:
             await run_all()
         else:
-            await _interruptible(run_all, interrupt, executor, reporter)
+            await interruptible(run_all, interrupt, executor, reporter)
     finally:
         reporter.stop()
     left: dict[str, int] = {}
@@ -366,8 +404,7 @@ async def apply_apps(
             continue
         if interrupt is not None and interrupt.interrupted and one in changing:
             finished = tuple(reporter.finished.get(app, ()))
-            ran = sum(1 for r in finished if r.action != "noop")
-            left[app] = max(0, len(one.plan.changes) - ran)
+            left[app] = not_run(one.plan, finished)
             results[app] = AppResult(
                 app=app, results=finished, plan=one.plan, relisted=one.relisted
             )
@@ -380,7 +417,37 @@ async def apply_apps(
     )
 
 
-async def _interruptible(
+def not_run(plan: AppPlan, finished: Sequence[MachineResult]) -> int:
+    """How many of ``plan``'s changes an interrupted run never got to (``finished``: the
+    results the reporter saw for its app)."""
+    ran = sum(1 for r in finished if r.action != "noop")
+    return max(0, len(plan.changes) - ran)
+
+
+async def with_signals(run: Callable[[], Awaitable[int]], interrupt: Interrupt) -> int:
+    """Run ``run`` receiving SIGTERM (systemd, Kubernetes, CI timeouts) for the whole command.
+
+    During execution SIGTERM drains it like Ctrl-C (see :class:`Interrupt`); before or after,
+    when no lease is held, it cancels the run at once.  The exit code is then 128 + the first
+    signal: 143 for SIGTERM, 130 for Ctrl-C.  ``apply`` and ``restart`` run under it.
+    """
+    code = EXIT_ERROR
+    async with anyio.create_task_group() as tg:
+
+        async def receive() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if not interrupt.deliver(signum):
+                        tg.cancel_scope.cancel()
+                        return
+
+        tg.start_soon(receive)
+        code = await run()
+        tg.cancel_scope.cancel()
+    return interrupt.exit_code if interrupt.interrupted else code
+
+
+async def interruptible(
     run_all: Callable[[], Awaitable[None]],
     interrupt: Interrupt,
     executor: Executor,

@@ -10,19 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import SecretStr, ValidationError
 
 from controller import __version__
 from controller.cli.adopt import add_adopt_parser, adoptable_lines, adoptable_records
-from controller.cli.confirming import add_lease_wait_flag, confirmed
+from controller.cli.confirming import add_grace_flag, add_lease_wait_flag, confirmed
 from controller.cli.restart import add_restart_parser
 from controller.cli.run import add_run_parser, cmd_run
 from controller.cli.targeting import add_targeting_arguments, targeted
@@ -39,9 +37,6 @@ from controller.planning.normalize import sensitive_values
 from controller.planning.plan import AppPlan, plan
 from controller.planning.render import PlanError, render, to_document
 from controller.settings import Settings
-
-if TYPE_CHECKING:  # imported when apply runs: --help and plan stay quick to start
-    from controller.cli.apply import Interrupt
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -68,7 +63,8 @@ exit codes:
              4 a machine changed since listed, or its lease stayed held
   restart    0 every machine restarted (or none running); 1 error or no
              confirmation; 3 partial (halted rollout, unhealthy, changed meanwhile);
-             4 leases still held by someone else after --lease-wait
+             4 leases still held by someone else after --lease-wait; 130 / 143
+             interrupted like apply (restarts in flight finish within --grace)
   emulator   0 stopped cleanly; 1 bad arguments
   (argparse usage errors exit 2)
 
@@ -166,13 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-empty", action="store_true", help="allow a plan that leaves an app empty"
     )
     add_lease_wait_flag(apply_cmd)
-    apply_cmd.add_argument(
-        "--grace",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="on Ctrl-C, how long machine operations in flight may finish (default: 10)",
-    )
+    add_grace_flag(apply_cmd, what="machine operations")
     apply_cmd.add_argument(
         "--embedded",
         action="store_true",
@@ -391,7 +381,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_apply(args: argparse.Namespace) -> int:
     from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
-    from controller.cli.apply import Interrupt, Reporter, apply_apps, exit_code
+    from controller.cli.apply import Interrupt, Reporter, apply_apps, exit_code, with_signals
     from controller.execution.executor import Executor
     from controller.execution.rollout import ExecutorSettings
 
@@ -438,30 +428,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             reporter.summary(report.results, blocked)
         return exit_code(report.results, blocked_apps=blocked)
 
-    return anyio.run(_with_signals, run, interrupt)
-
-
-async def _with_signals(run: Callable[[], Awaitable[int]], interrupt: Interrupt) -> int:
-    """Run ``run`` receiving SIGTERM (systemd, Kubernetes, CI timeouts) for the whole command.
-
-    During execution SIGTERM drains it like Ctrl-C (see :class:`~controller.cli.apply.Interrupt`);
-    before or after, when no lease is held, it cancels the run at once.  The exit code is then
-    128 + the first signal: 143 for SIGTERM, 130 for Ctrl-C.
-    """
-    code = EXIT_ERROR
-    async with anyio.create_task_group() as tg:
-
-        async def receive() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-                async for signum in signals:
-                    if not interrupt.deliver(signum):
-                        tg.cancel_scope.cancel()
-                        return
-
-        tg.start_soon(receive)
-        code = await run()
-        tg.cancel_scope.cancel()
-    return interrupt.exit_code if interrupt.interrupted else code
+    return anyio.run(with_signals, run, interrupt)
 
 
 def _one_app(args: argparse.Namespace) -> DesiredApp:

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import IO
 
-__all__ = ["add_embedded_flag", "add_lease_wait_flag", "confirmed"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "add_embedded_flag",
+    "add_grace_flag",
+    "add_lease_wait_flag",
+    "confirmed",
+]
 
 DEFAULT_LEASE_WAIT = 60.0
+DEFAULT_GRACE = 10.0
 
 
-def confirmed(*, yes: bool, verb: str, question: str) -> bool:
+def confirmed(*, yes: bool, verb: str, question: str, ask_on: IO[str] | None = None) -> bool:
     """Whether to go ahead with the change (see the module docstring).
 
     ``verb`` names the command in the refusal ("refusing to adopt ..."); ``question`` is what
-    the terminal is asked ("Adopt these machines?").
+    the terminal is asked ("Adopt these machines?"), on stdout unless ``ask_on`` says where
+    (``--output json`` keeps stdout for its document).
     """
     if yes:
         return True
@@ -31,7 +40,12 @@ def confirmed(*, yes: bool, verb: str, question: str) -> bool:
             file=sys.stderr,
         )
         return False
-    return input(f"\n{question} Only 'yes' is accepted: ").strip() == "yes"
+    prompt = f"\n{question} Only 'yes' is accepted: "
+    if ask_on is None:
+        return input(prompt).strip() == "yes"
+    ask_on.write(prompt)
+    ask_on.flush()
+    return input().strip() == "yes"
 
 
 def add_lease_wait_flag(parser: argparse.ArgumentParser) -> None:
@@ -48,3 +62,15 @@ def add_lease_wait_flag(parser: argparse.ArgumentParser) -> None:
 def add_embedded_flag(parser: argparse.ArgumentParser, *, what: str) -> None:
     """``--embedded``: run against the in-process emulator (a demonstration; no token)."""
     parser.add_argument("--embedded", action="store_true", help=what)
+
+
+def add_grace_flag(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--grace SECONDS``: on the first Ctrl-C or SIGTERM, how long ``what`` in flight may
+    finish before they are cancelled (leases are released either way)."""
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help=f"on Ctrl-C, how long {what} in flight may finish (default: {DEFAULT_GRACE:g})",
+    )

@@ -8,10 +8,19 @@ update waiter, halting the group on a machine that does not come back healthy.  
 Fly's per-machine restart limit are waited out, not failed
 (:mod:`controller.execution.transitions`).
 
+**Ctrl-C / SIGTERM** drain it as they drain ``apply`` (:class:`controller.cli.apply.Interrupt`):
+no new restart starts, the ones in flight finish within ``--grace``, every lease is released,
+``interrupted`` and the summary (with a "not run" column) are printed, exit 130 / 143; a second
+signal stops at once (leases are still released).
+
+``--output json``: one document on stdout (:mod:`controller.cli.jsonout`): a ``restart``
+record per machine to restart, a ``noop`` record per one that is not running, and ``results``
+once it ran; the text goes to stderr.
+
 Exit codes (those of ``apply``): 0 every machine restarted (or nothing to restart); 1 error
 (bad arguments, the app could not be listed, no confirmation); 3 partial (a halted rollout,
 an unhealthy machine, a machine that changed meanwhile); 4 leases still held by someone else
-after ``--lease-wait``.
+after ``--lease-wait``; 130 / 143 interrupted.
 """
 
 from __future__ import annotations
@@ -22,25 +31,44 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
-from controller.cli.confirming import add_embedded_flag, add_lease_wait_flag, confirmed
+from controller.cli.confirming import (
+    add_embedded_flag,
+    add_grace_flag,
+    add_lease_wait_flag,
+    confirmed,
+)
+from controller.cli.jsonout import add_output_flag, emit, from_result
 from controller.cli.targeting import targeted
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
+from controller.execution.outcomes import AppResult
 from controller.execution.reconciler import list_desired
 from controller.execution.rollout import ExecutorSettings
 from controller.flyapi import MachinesClient
+from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
-from controller.planning.render import render
-from controller.planning.restarting import restart_plan
+from controller.planning.plan import AppPlan
+from controller.planning.render import (
+    Entry,
+    PlanError,
+    machine_record,
+    render,
+    summarise_runs,
+    to_document,
+)
+from controller.planning.restarting import RestartPlan, restart_plan
+
+if TYPE_CHECKING:  # imported when a restart runs (rich): --help stays quick to start
+    from controller.cli.apply import Interrupt
 
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 
-__all__ = ["add_restart_parser", "restart"]
+__all__ = ["add_restart_parser", "restart", "restart_document"]
 
 ClientFactory = Callable[[Sequence[DesiredApp]], AbstractAsyncContextManager[MachinesClient]]
 
@@ -64,6 +92,8 @@ def add_restart_parser(sub: Any, default_dir: Path) -> None:
     )
     cmd.add_argument("--yes", action="store_true", help="restart without asking")
     add_lease_wait_flag(cmd)
+    add_grace_flag(cmd, what="restarts")
+    add_output_flag(cmd)
     add_embedded_flag(cmd, what="against the in-process emulator (a demonstration; no token)")
 
 
@@ -75,48 +105,144 @@ def restart(
     redact: Callable[[str], str],
 ) -> int:
     """Run ``restart`` for one app; the exit code."""
-    from controller.cli.apply import Reporter, exit_code  # rich: only when a restart runs
-    from controller.execution.executor import Executor
+    from controller.cli.apply import Interrupt, with_signals  # rich: only when a restart runs
 
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
+    if args.grace < 0:
+        raise ConfigError("--grace must be >= 0")
     [target] = targeted([desired], args)
     if target.paused is not None:
         raise ConfigError(f"app {desired.app} is paused ({target.paused}): nothing restarted")
-    groups = list(args.group or ())
+    interrupt = Interrupt(grace=args.grace)
+    run = _Restart(args, desired, client=client, redact=redact, interrupt=interrupt)
+    return anyio.run(with_signals, run.run, interrupt)
 
-    async def run() -> int:
-        async with client([desired]) as api:
+
+class _Restart:
+    """One ``restart`` run: list, show, confirm, roll, report (text or ``--output json``)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        desired: DesiredApp,
+        *,
+        client: ClientFactory,
+        redact: Callable[[str], str],
+        interrupt: Interrupt,
+    ) -> None:
+        self.args = args
+        self.desired = desired
+        self.client = client
+        self.redact = redact
+        self.interrupt = interrupt
+        self.json = args.output == "json"
+        # --output json keeps stdout for the document: the text goes to stderr.
+        self.text: IO[str] = sys.stderr if self.json else sys.stdout
+
+    def say(self, line: str) -> None:
+        print(self.redact(line), file=self.text)
+
+    async def run(self) -> int:
+        app = self.desired.app
+        async with self.client([self.desired]) as api:
             try:
-                live, missing = await list_desired(api, desired)
+                live, missing = await list_desired(api, self.desired)
             except FlyAPIError as exc:
-                print(redact(f"machine-reconciler: error: {desired.app}: {exc}"), file=sys.stderr)
+                message = self.redact(f"listing machines failed: {exc}")
+                print(f"machine-reconciler: error: {app}: {message}", file=sys.stderr)
+                if self.json:
+                    error = PlanError(app, exc.error_class, message, exc.request_id)
+                    emit(to_document([], [error]))
                 return EXIT_ERROR
             if missing:
-                print(f"{desired.app}: the app does not exist yet: nothing to restart")
+                self.say(f"{app}: the app does not exist yet: nothing to restart")
+                if self.json:
+                    emit(to_document(AppPlan(app=app, actions=())))
                 return EXIT_CONVERGED
-            proposal = restart_plan(desired, live, groups)
-            sys.stdout.write(redact(render(proposal.plan)))
-            for machine in proposal.skipped:
-                print(f"  {machine.id} {machine.slot}: {machine.state}, not restarted")
+            proposal = restart_plan(self.desired, live, list(self.args.group or ()))
+            self.text.write(self.redact(render(proposal.plan)))
+            for line in summarise_runs(_skipped_entry(m) for m in proposal.skipped):
+                self.say(line)
+            document = restart_document(proposal)
             if not proposal.plan.actions:
+                if self.json:
+                    emit(document)
                 return EXIT_CONVERGED
-            if not confirmed(yes=args.yes, verb="restart", question="Restart these machines?"):
+            ask_on = sys.stderr if self.json else None
+            question = "Restart these machines?"
+            if not confirmed(yes=self.args.yes, verb="restart", question=question, ask_on=ask_on):
+                if self.json:
+                    emit(document)
                 return EXIT_ERROR
-            reporter = Reporter(redact=redact)
-            executor = Executor(
-                api,
-                clock=SystemClock(),
-                rng=random.Random(),
-                settings=ExecutorSettings(lease_wait=args.lease_wait),
-                on_event=reporter.event,
-            )
-            reporter.start({desired.app: len(proposal.plan.actions)})
-            try:
-                result = await executor.execute(proposal.plan, desired)
-            finally:
-                reporter.stop()
-            reporter.summary([result], ())
-            return exit_code([result])
+            return await self.roll(api, proposal, document)
 
-    return anyio.run(run)
+    async def roll(
+        self, api: MachinesClient, proposal: RestartPlan, document: dict[str, Any]
+    ) -> int:
+        """Execute the restarts under the drain (first signal) and the abort (second)."""
+        from controller.cli.apply import Reporter, exit_code, interruptible, not_run
+        from controller.execution.executor import Executor
+
+        app = self.desired.app
+        reporter = Reporter(self.text, redact=self.redact)
+        executor = Executor(
+            api,
+            clock=SystemClock(),
+            rng=random.Random(),
+            settings=ExecutorSettings(lease_wait=self.args.lease_wait),
+            on_event=reporter.event,
+        )
+        done: list[AppResult] = []
+
+        async def run_all() -> None:
+            done.append(await executor.execute(proposal.plan, self.desired))
+
+        reporter.start({app: len(proposal.plan.actions)})
+        try:
+            await interruptible(run_all, self.interrupt, executor, reporter)
+        finally:
+            reporter.stop()
+        finished = tuple(reporter.finished.get(app, ()))
+        result = done[0] if done else AppResult(app=app, results=finished, plan=proposal.plan)
+        if self.interrupt.interrupted:
+            left = {app: 0 if done else not_run(proposal.plan, finished)}
+            again = "restart again (with --group to narrow it) restarts every running machine"
+            reporter.summary([result], (), left=left, command="restart", again=again)
+        else:
+            reporter.summary([result], (), command="restart")
+        if self.json:
+            emit(document, [from_result(r, self.redact) for r in result.results])
+        return self.interrupt.exit_code if self.interrupt.interrupted else exit_code([result])
+
+
+def _skipped_entry(machine: LiveMachine) -> Entry:
+    """A machine that is not running (not restarted), for a listing that counts long runs."""
+    state = machine.state
+    return Entry(
+        state,
+        [f"  {machine.id} {machine.slot}: {state}, not restarted"],
+        lambda n: f"  {n:,} more machines {state}, not restarted",
+    )
+
+
+def restart_document(proposal: RestartPlan) -> dict[str, Any]:
+    """``restart --output json``'s document: plan's, with a ``noop`` record per machine that is
+    not running (not restarted), counted in ``summary.noop``."""
+    document = to_document(proposal.plan)
+    app = proposal.plan.app
+    document["machines"] += [
+        machine_record(
+            app=app,
+            action="noop",
+            machine_id=m.id,
+            slot=m.slot,
+            group=m.group,
+            region=m.region,
+            reason=f"{m.state}: not restarted",
+            current_version=m.version,
+        )
+        for m in proposal.skipped
+    ]
+    document["summary"]["noop"] += len(proposal.skipped)
+    return document

@@ -47,19 +47,30 @@ from controller.planning.normalize import (
     passthrough_paths,
     spec_hash,
 )
-from controller.planning.plan import plan
+from controller.planning.plan import SKIP_LAUNCH_STATES, AppPlan, plan
+from controller.planning.render import (
+    Entry,
+    change_records,
+    machine_record,
+    summarise_runs,
+    to_document,
+)
 
 __all__ = [
+    "ADOPT",
     "SAME_CONFIG",
     "SAME_IMAGE",
     "SAME_REPOSITORY",
     "Adoption",
     "AdoptionPlan",
     "adopted_config",
+    "adoption_document",
     "match",
     "render",
 ]
 
+ADOPT = "adopt"
+"""The ``action`` of an adoption's record in the JSON document."""
 SAME_CONFIG = "same config"
 SAME_IMAGE = "same image"
 SAME_REPOSITORY = "same image repository"
@@ -202,30 +213,85 @@ def _value(change: FieldChange, value: Any) -> str:
     return REDACTED if change.sensitive else json.dumps(value, sort_keys=True)
 
 
+def _adoption_entry(a: Adoption) -> Entry:
+    lines = [
+        f"  = adopt {a.machine_id} {a.name!r} ({a.state}, region {a.region}) as {a.slot} "
+        f"(group {a.group}): {a.match}"
+    ]
+    if a.diff:
+        lines.append("      the next apply then changes:")
+    for change in a.diff:
+        if change.before is None:
+            lines.append(f"        + {change.path}: {_value(change, change.after)}")
+        elif change.after is None:
+            lines.append(f"        - {change.path}: {_value(change, change.before)}")
+        elif change.sensitive:
+            lines.append(f"        ~ {change.path}: {REDACTED} (changed)")
+        else:
+            before, after = _value(change, change.before), _value(change, change.after)
+            lines.append(f"        ~ {change.path}: {before} -> {after}")
+    key = ("adopt", a.group, a.region, a.state, a.match, json.dumps(a.diff, default=str))
+    where = f"{a.group}/{a.region}"
+    return Entry(key, lines, lambda n: f"  = adopt {n:,} more machines into {where} like the above")
+
+
 def render(proposal: AdoptionPlan) -> str:
-    """What adoption would do, as text (sensitive values print as ``(sensitive)``)."""
+    """What adoption would do, as text (sensitive values print as ``(sensitive)``); long runs
+    of similar machines are counted (:func:`controller.planning.render.summarise_runs`)."""
     lines = [f"{proposal.app}: {proposal.free_slots} free slot(s)"]
-    for a in proposal.adoptions:
-        lines.append(
-            f"  = adopt {a.machine_id} {a.name!r} ({a.state}, region {a.region}) as {a.slot} "
-            f"(group {a.group}): {a.match}"
-        )
-        if a.diff:
-            lines.append("      the next apply then changes:")
-        for change in a.diff:
-            if change.before is None:
-                lines.append(f"        + {change.path}: {_value(change, change.after)}")
-            elif change.after is None:
-                lines.append(f"        - {change.path}: {_value(change, change.before)}")
-            elif change.sensitive:
-                lines.append(f"        ~ {change.path}: {REDACTED} (changed)")
-            else:
-                before, after = _value(change, change.before), _value(change, change.after)
-                lines.append(f"        ~ {change.path}: {before} -> {after}")
+    lines.extend(summarise_runs(_adoption_entry(a) for a in proposal.adoptions))
     lines.extend(
-        f"  unmanaged {machine_id}: no free slot fits it (kept unmanaged)"
-        for machine_id in proposal.unmatched
+        summarise_runs(
+            Entry(
+                "unmatched",
+                [f"  unmanaged {machine_id}: no free slot fits it (kept unmanaged)"],
+                lambda n: f"  {n:,} more unmanaged machines no free slot fits (kept unmanaged)",
+            )
+            for machine_id in proposal.unmatched
+        )
     )
     if not proposal.adoptions:
         lines.append("  nothing to adopt")
     return "\n".join(lines) + "\n"
+
+
+def adoption_document(proposal: AdoptionPlan, live: Sequence[LiveMachine]) -> dict[str, Any]:
+    """``adopt --output json``: plan's document (the same schema, the same record keys) with
+    one ``adopt`` record per proposed machine (``changes``: what the next apply changes on it,
+    ``current_version``: the version it is adopted at) and an ``unmanaged`` record per machine
+    no free slot fits.  ``summary.adopt`` counts the adoptions."""
+    document = to_document(AppPlan(app=proposal.app, actions=()))
+    by_id = {m.id: m for m in live}
+    document["machines"] = [
+        machine_record(
+            app=proposal.app,
+            action=ADOPT,
+            machine_id=a.machine_id,
+            slot=a.slot,
+            group=a.group,
+            region=a.region,
+            reason=a.match,
+            skip_launch=a.state in SKIP_LAUNCH_STATES,
+            current_version=a.version,
+            changes=change_records(a.diff),
+        )
+        for a in proposal.adoptions
+    ] + [
+        machine_record(
+            app=proposal.app,
+            action="unmanaged",
+            machine_id=machine_id,
+            region=by_id[machine_id].region if machine_id in by_id else None,
+            reason="no free slot fits it (kept unmanaged)",
+        )
+        for machine_id in proposal.unmatched
+    ]
+    adopting = len(proposal.adoptions)
+    document["summary"]["adopt"] = adopting
+    document["summary"]["text"] = (
+        f"Adopt: {adopting} machine(s) into {proposal.free_slots} free slot(s)."
+        if adopting
+        else "Nothing to adopt."
+    )
+    document["apps"][0]["status"] = "changes" if adopting else "in_sync"
+    return document

@@ -20,11 +20,21 @@ the file are shown.  The plan itself never
 holds those values in its diffs (:data:`controller.planning.normalize.REDACTED`), and the request
 configs inside actions are never printed.
 
+**Big plans stay readable.**  Machines that differ only in slot and id (the same action,
+group, region, reason and diff) form a run; a run longer than :data:`RUN_IN_FULL` prints its
+first :data:`RUN_HEAD` machines and one line for the rest
+(``+ create 9,997 more machines in web/ams like the above``), and the app's block then says
+once that the JSON lists every machine (:func:`summarise_runs`).  A plan whose runs are all
+short prints one line per machine, as it always did.
+
 JSON (:func:`to_json`): ``{"format_version": 2, "summary": {...}, "apps": [...],
-"machines": [...], "errors": [...]}`` with one record per machine (actions, no-ops, drift
-reports, unmanaged and orphaned machines), every record with the same keys, keys sorted, order
-deterministic.  The shape is a JSON Schema shipped with the package
-(``controller/planning/plan-output.schema.json``, :data:`SCHEMA_PATH`).
+"machines": [...], "volumes": [...], "errors": [...]}`` with one record per machine (actions,
+no-ops, drift reports, unmanaged and orphaned machines) and one per volume a create attaches
+or a destroy prunes, every record of a list with the same keys, keys sorted, order
+deterministic, never summarised.  The shape is a JSON Schema shipped with the package
+(``controller/planning/plan-output.schema.json``, :data:`SCHEMA_PATH`).  Adding a key is not a
+new ``format_version`` (``volumes`` was added within 2); removing one or changing what one
+means is.
 
 A failure is never printed as "No changes": every app that could not be planned (its machines
 could not be listed, or its file is invalid) is a :class:`PlanError`, named in the text summary
@@ -35,7 +45,7 @@ and in the JSON ``errors`` list, and its entry in ``apps`` has ``status: failed`
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,19 +57,28 @@ from controller.planning.plan import (
     Destroy,
     DriftReport,
     NoOp,
+    Orphan,
     Restart,
     Start,
     Stop,
+    Unmanaged,
     Update,
 )
 
 __all__ = [
     "APP_STATUSES",
     "FORMAT_VERSION",
+    "RUN_HEAD",
+    "RUN_IN_FULL",
     "SCHEMA_PATH",
+    "SUMMARISED_NOTE",
+    "Entry",
     "PlanError",
     "app_status",
+    "change_records",
+    "machine_record",
     "render",
+    "summarise_runs",
     "summary_line",
     "to_document",
     "to_json",
@@ -134,76 +153,207 @@ def _where(slot: str | None, group: str | None, region: str) -> str:
     return f"{label} (group {group or '?'}, region {region})"
 
 
-def _render_app(plan: AppPlan) -> list[str]:
-    head = f"{plan.app} ({plan.source})" if plan.source else plan.app
-    lines = [head]
-    if plan.create_app is not None:
-        lines.append(f"{_INDENT}+ create app {plan.app} (org {plan.create_app}): app not found")
-    noops = 0
+RUN_IN_FULL = 10
+"""A run of up to this many similar entries prints in full: a small plan prints one line (and
+its diff) per machine."""
+RUN_HEAD = 3
+"""A longer run prints its first ``RUN_HEAD`` entries, then one line counting the others."""
+SUMMARISED_NOTE = "(long runs of similar machines are counted: plan --output json lists each one)"
+"""Said once under an app whose listing cut a run, so a reviewer knows where the ids are."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The lines of one machine in a text listing.  Consecutive entries with equal ``key``
+    form a run (the same thing done to machines that differ only in slot and id); ``more(n)``
+    is the line that stands for ``n`` of them, used when the run is long."""
+
+    key: Hashable
+    lines: list[str]
+    more: Callable[[int], str]
+
+
+def summarise_runs(entries: Iterable[Entry]) -> list[str]:
+    """The lines of ``entries``, a long run of similar ones cut to its head and a count.
+
+    Why: ``regions: {ams: 10000}`` must give a plan a reviewer can read (and a CI log can
+    hold), not 10,000 near-identical lines.  Runs of at most :data:`RUN_IN_FULL` print as
+    they always did; a longer run prints :data:`RUN_HEAD` entries then ``more(rest)``.  The
+    JSON document is never summarised: it keeps one record per machine.
+    """
+    return _summarise(entries)[0]
+
+
+def _summarise(entries: Iterable[Entry]) -> tuple[list[str], bool]:
+    """:func:`summarise_runs`, and whether any run was cut."""
+    out: list[str] = []
+    run: list[Entry] = []
+    cut = False
+
+    def flush() -> None:
+        nonlocal cut
+        if len(run) <= RUN_IN_FULL:
+            for entry in run:
+                out.extend(entry.lines)
+        else:
+            cut = True
+            for entry in run[:RUN_HEAD]:
+                out.extend(entry.lines)
+            out.append(run[0].more(len(run) - RUN_HEAD))
+        run.clear()
+
+    for entry in entries:
+        if run and entry.key != run[0].key:
+            flush()
+        run.append(entry)
+    flush()
+    return out, cut
+
+
+def _diff_key(diff: Sequence[FieldChange]) -> str:
+    return json.dumps(diff, sort_keys=True, default=str)
+
+
+def _more(
+    symbol: str, kind: str, group: str | None, region: str, suffix: str = ""
+) -> Callable[[int], str]:
+    """The line that stands for ``n`` more actions of one run (see :func:`summarise_runs`)."""
+    where = f"{group or '?'}/{region}"
+    return lambda n: (
+        f"{_INDENT}{symbol} {kind} {n:,} more machines in {where} like the above{suffix}"
+    )
+
+
+def _action_entries(plan: AppPlan) -> list[Entry]:
+    """One entry per changing action and per drift report, keyed so that machines differing
+    only in slot and machine id (same group, region, reason and diff) form one run."""
+    entries: list[Entry] = []
     # Groups are uniform: a diff already printed for the group is referenced, not repeated.
     shown: dict[tuple[str, str, str], str] = {}
 
-    def changes(kind: str, group: str, slot: str, diff: tuple[FieldChange, ...]) -> list[str]:
+    def changes(
+        kind: str, group: str, slot: str, diff: tuple[FieldChange, ...], head: list[str]
+    ) -> list[str]:
         """The diff lines, or a note on the header when the group already showed that diff."""
-        key = (kind, group, json.dumps(diff, sort_keys=True, default=str))
+        key = (kind, group, _diff_key(diff))
         if diff and key in shown:
-            lines[-1] += f" (same changes as {shown[key]})"
+            head[-1] += f" (same changes as {shown[key]})"
             return []
         shown[key] = slot
         return [_change_line(c) for c in diff]
 
     for action in plan.actions:
         if isinstance(action, NoOp):
-            noops += 1
-        elif isinstance(action, Create):
-            where = _where(action.slot, action.group, action.region)
+            continue
+        where = _where(action.slot, action.group, action.region)
+        if isinstance(action, Create):
             launch = " [stays stopped]" if action.skip_launch else ""
-            lines.append(f"{_INDENT}+ create {where}{launch}: {action.reason}")
-            lines.extend(changes("create", action.group, action.slot, action.diff))
+            lines = [f"{_INDENT}+ create {where}{launch}: {action.reason}"]
+            lines += changes("create", action.group, action.slot, action.diff, lines)
             lines.extend(
                 f"{_INDENT * 3}+ volume {m.volume.name} ({m.volume.size_gb} GB, {action.region}) "
                 f"at {m.path}: an unattached one of that name, else a new one"
                 for m in action.mounts
             )
+            mounts = tuple((m.path, m.volume.name, m.volume.size_gb) for m in action.mounts)
+            key: Hashable = (
+                "create",
+                action.group,
+                action.region,
+                action.reason,
+                action.skip_launch,
+                _diff_key(action.diff),
+                mounts,
+            )
+            entries.append(Entry(key, lines, _more("+", "create", action.group, action.region)))
         elif isinstance(action, Update):
-            where = _where(action.slot, action.group, action.region)
             launch = " [stays stopped]" if action.skip_launch else ""
-            lines.append(f"{_INDENT}~ update {action.machine_id} {where}{launch}: {action.reason}")
+            lines = [f"{_INDENT}~ update {action.machine_id} {where}{launch}: {action.reason}"]
             if action.image_digest is not None:
                 lines.append(f"{_INDENT * 3}  (runs {action.image_digest} now)")
-            lines.extend(changes("update", action.group, action.slot, action.diff))
+            lines += changes("update", action.group, action.slot, action.diff, lines)
+            key = (
+                "update",
+                action.group,
+                action.region,
+                action.reason,
+                action.skip_launch,
+                action.drift,
+                action.image_digest,
+                _diff_key(action.diff),
+            )
+            entries.append(Entry(key, lines, _more("~", "update", action.group, action.region)))
         elif isinstance(action, Destroy):
-            where = _where(action.slot, action.group, action.region)
-            lines.append(f"{_INDENT}- destroy {action.machine_id} {where}: {action.reason}")
+            lines = [f"{_INDENT}- destroy {action.machine_id} {where}: {action.reason}"]
             lines.extend(f"{_INDENT * 3}- volume {v} (prune_volumes)" for v in action.volumes)
-        elif isinstance(action, Start | Stop | Restart):
-            where = _where(action.slot, action.group, action.region)
+            key = ("destroy", action.group, action.region, action.reason, len(action.volumes))
+            volumes = " (and their volumes: prune_volumes)" if action.volumes else ""
+            more = _more("-", "destroy", action.group, action.region, volumes)
+            entries.append(Entry(key, lines, more))
+        else:
             symbol = _TRANSITION_SYMBOLS[action.kind]
-            lines.append(
+            lines = [
                 f"{_INDENT}{symbol} {action.kind} {action.machine_id} {where}: {action.reason}"
+            ]
+            key = (action.kind, action.group, action.region, action.reason)
+            entries.append(
+                Entry(key, lines, _more(symbol, action.kind, action.group, action.region))
             )
     for report in plan.drift:
         who = report.machine_id or "(no machine)"
         where = _where(report.slot, report.group, report.region)
-        lines.append(
+        lines = [
             f"{_INDENT}! drift {report.kind.value} {who} {where}: {report.reason} "
             "(detect_only: not corrected)"
-        )
+        ]
         lines.extend(_change_line(c) for c in report.diff)
+        key = ("drift", report.kind, report.group, report.region, report.reason)
+        key = (*key, _diff_key(report.diff))
+        drifted = f"drift {report.kind.value}"
+        more = _more("!", drifted, report.group, report.region, " (detect_only: not corrected)")
+        entries.append(Entry(key, lines, more))
+    return entries
+
+
+def _orphan_entry(o: Orphan) -> Entry:
+    where = f"{o.group or '?'}/{o.region}"
+    return Entry(
+        ("orphan", o.group, o.region, o.reason),
+        [f"{_INDENT * 2}{o.machine_id} {_where(o.slot, o.group, o.region)}: {o.reason}"],
+        lambda n: f"{_INDENT * 2}{n:,} more in {where} like the above",
+    )
+
+
+def _unmanaged_entry(u: Unmanaged) -> Entry:
+    return Entry(
+        ("unmanaged", u.region, u.state),
+        [f"{_INDENT * 2}{u.machine_id} {json.dumps(u.name)} region {u.region}, {u.state}"],
+        lambda n: f"{_INDENT * 2}{n:,} more in region {u.region}, {u.state}, like the above",
+    )
+
+
+def _render_app(plan: AppPlan) -> list[str]:
+    head = f"{plan.app} ({plan.source})" if plan.source else plan.app
+    lines = [head]
+    if plan.create_app is not None:
+        lines.append(f"{_INDENT}+ create app {plan.app} (org {plan.create_app}): app not found")
+    actions, cut = _summarise(_action_entries(plan))
+    lines.extend(actions)
+    noops = sum(isinstance(a, NoOp) for a in plan.actions)
     if noops:
         lines.append(f"{_INDENT}{noops} machine(s) in sync")
     if plan.orphans:
         lines.append(f"{_INDENT}orphaned managed machines (kept; set prune: true to destroy):")
-        lines.extend(
-            f"{_INDENT * 2}{o.machine_id} {_where(o.slot, o.group, o.region)}: {o.reason}"
-            for o in plan.orphans
-        )
+        orphans, cut_orphans = _summarise(_orphan_entry(o) for o in plan.orphans)
+        lines.extend(orphans)
+        cut |= cut_orphans
     if plan.unmanaged:
         lines.append(f"{_INDENT}unmanaged machines (not ours, never touched):")
-        lines.extend(
-            f"{_INDENT * 2}{u.machine_id} {json.dumps(u.name)} region {u.region}, {u.state}"
-            for u in plan.unmanaged
-        )
+        unmanaged, cut_unmanaged = _summarise(_unmanaged_entry(u) for u in plan.unmanaged)
+        lines.extend(unmanaged)
+        cut |= cut_unmanaged
+    if cut:
+        lines.append(f"{_INDENT}{SUMMARISED_NOTE}")
     if plan.needs_relist:
         lines.append(
             f"{_INDENT}note: the live list is much shorter than last pass; the machines will be "
@@ -276,7 +426,8 @@ def render(plans: AppPlan | Sequence[AppPlan], errors: Sequence[PlanError] = ())
 # ------------------------------------------------------------------------------ JSON
 
 
-def _changes(diff: Sequence[FieldChange]) -> list[dict[str, Any]]:
+def change_records(diff: Sequence[FieldChange]) -> list[dict[str, Any]]:
+    """A diff as the ``changes`` of a record, sensitive values as ``(sensitive)``."""
     return [
         {
             "path": c.path,
@@ -288,7 +439,9 @@ def _changes(diff: Sequence[FieldChange]) -> list[dict[str, Any]]:
     ]
 
 
-def _record(**fields: Any) -> dict[str, Any]:
+def machine_record(**fields: Any) -> dict[str, Any]:
+    """One ``machines`` record: every key present (null when it does not apply), ``fields``
+    set.  Public so that ``adopt`` and ``restart`` list their machines with the same keys."""
     record: dict[str, Any] = {
         "app": None,
         "action": None,
@@ -319,33 +472,33 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
         }
         if isinstance(a, Create):
             out.append(
-                _record(
+                machine_record(
                     action="create",
                     skip_launch=a.skip_launch,
-                    changes=_changes(a.diff),
+                    changes=change_records(a.diff),
                     **common,
                     **base,
                 )
             )
         elif isinstance(a, Update):
             out.append(
-                _record(
+                machine_record(
                     action="update",
                     machine_id=a.machine_id,
                     drift=a.drift.value,
                     skip_launch=a.skip_launch,
                     current_version=a.current_version,
-                    changes=_changes(a.diff),
+                    changes=change_records(a.diff),
                     image_digest=a.image_digest,
                     **common,
                     **base,
                 )
             )
         elif isinstance(a, Destroy):
-            out.append(_record(action="destroy", machine_id=a.machine_id, **common, **base))
+            out.append(machine_record(action="destroy", machine_id=a.machine_id, **common, **base))
         elif isinstance(a, Start | Stop | Restart):
             out.append(
-                _record(
+                machine_record(
                     action=a.kind,
                     machine_id=a.machine_id,
                     current_version=a.current_version,
@@ -355,7 +508,7 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             )
         else:
             out.append(
-                _record(
+                machine_record(
                     action="noop",
                     machine_id=a.machine_id,
                     image_digest=a.image_digest,
@@ -365,7 +518,7 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
             )
     out.extend(_drift_record(plan.app, d) for d in plan.drift)
     out.extend(
-        _record(
+        machine_record(
             action="orphan",
             machine_id=o.machine_id,
             slot=o.slot,
@@ -377,7 +530,7 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
         for o in plan.orphans
     )
     out.extend(
-        _record(
+        machine_record(
             action="unmanaged",
             machine_id=u.machine_id,
             region=u.region,
@@ -389,8 +542,72 @@ def _machine_records(plan: AppPlan) -> list[dict[str, Any]]:
     return out
 
 
+VOLUME_ATTACH = "attach_or_create"
+"""A create's volume: an unattached volume of that name in the slot's region, else a new one."""
+VOLUME_DESTROY = "destroy"
+"""A destroyed machine's volume (``prune_volumes: true``), destroyed after the machine."""
+
+
+def _volume_records(plan: AppPlan) -> list[dict[str, Any]]:
+    """The ``+ volume`` and ``- volume`` lines of the text plan, as records with one key set.
+
+    A create's volume has no id yet (which volume it gets is decided when it runs); a pruned
+    volume is known only by its id.  ``slot``/``machine_id`` tie each one to its machine record.
+    """
+    out: list[dict[str, Any]] = []
+    for a in plan.actions:
+        if isinstance(a, Create):
+            out.extend(
+                _volume_record(
+                    app=plan.app,
+                    action=VOLUME_ATTACH,
+                    slot=a.slot,
+                    group=a.group,
+                    region=a.region,
+                    name=m.volume.name,
+                    size_gb=m.volume.size_gb,
+                    path=m.path,
+                    reason="an unattached volume of that name in the region, else a new one",
+                )
+                for m in a.mounts
+            )
+        elif isinstance(a, Destroy):
+            out.extend(
+                _volume_record(
+                    app=plan.app,
+                    action=VOLUME_DESTROY,
+                    machine_id=a.machine_id,
+                    slot=a.slot,
+                    group=a.group,
+                    region=a.region,
+                    volume_id=volume,
+                    reason="prune_volumes: destroyed after its machine",
+                )
+                for volume in a.volumes
+            )
+    return out
+
+
+def _volume_record(**fields: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "app": None,
+        "action": None,
+        "machine_id": None,
+        "slot": None,
+        "group": None,
+        "region": None,
+        "volume_id": None,
+        "name": None,
+        "size_gb": None,
+        "path": None,
+        "reason": None,
+    }
+    record.update(fields)
+    return record
+
+
 def _drift_record(app: str, report: DriftReport) -> dict[str, Any]:
-    return _record(
+    return machine_record(
         app=app,
         action="drift",
         machine_id=report.machine_id,
@@ -399,7 +616,7 @@ def _drift_record(app: str, report: DriftReport) -> dict[str, Any]:
         region=report.region,
         reason=report.reason,
         drift=report.kind.value,
-        changes=_changes(report.diff),
+        changes=change_records(report.diff),
     )
 
 
@@ -453,6 +670,7 @@ def to_document(
             for e in errors
         ],
         "machines": [record for p in items for record in _machine_records(p)],
+        "volumes": [record for p in items for record in _volume_records(p)],
         "errors": [
             {
                 "app": e.app,

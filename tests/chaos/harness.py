@@ -45,7 +45,7 @@ CLIENT_ENV = {
     "MACHINE_RECONCILER_RETRY_BASE_DELAY": "0.25",
     "MACHINE_RECONCILER_RETRY_MAX_DELAY": "2",
 }
-#: The group's wait_timeout: a create takes its lease with this TTL (creating.py).
+#: The group's wait_timeout: how long an update waits for its machine to be healthy.
 WAIT_TIMEOUT = 60
 
 
