@@ -472,7 +472,12 @@ class Daemon:
             self.queue.requeue_after(name, hint)
             next_run = f"in {hint:.0f}s"
         else:
-            delay = self.queue.fail(name, at_least=hint or 0.0)
+            # An API that did not answer (timeouts, 5xx) is looked at again every interval:
+            # one list per app per interval is cheap next to the client's own retries, and a
+            # backoff grown to minutes over a long outage would keep the daemon from noticing
+            # the API is back (and /healthz 503) for minutes after it is.
+            at_most = self.settings.interval if result.error_retryable else None
+            delay = self.queue.fail(name, at_least=hint or 0.0, at_most=at_most)
             next_run = f"in {delay:.1f}s (failure {self.queue.failures(name)})"
         counts = ", ".join(f"{n} {o}" for o, n in sorted(result.counts().items()))
         detail = f": {result.message}" if result.message else ""

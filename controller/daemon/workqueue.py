@@ -91,12 +91,16 @@ class WorkQueue(Generic[K]):
         """Run ``key`` again after ``delay``, not earlier (unless forced); not a failure."""
         self._hold(key, max(0.0, delay))
 
-    def fail(self, key: K, *, at_least: float = 0.0) -> float:
+    def fail(self, key: K, *, at_least: float = 0.0, at_most: float | None = None) -> float:
         """Count a failure of ``key`` and hold it back for its backoff (at least ``at_least``
-        seconds, e.g. a server's hint); returns the delay."""
+        seconds, e.g. a server's hint; the backoff cut to ``at_most`` when given); returns the
+        delay."""
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        delay = max(at_least, self.backoff.delay(failures, self._rng))
+        backoff = self.backoff.delay(failures, self._rng)
+        if at_most is not None:
+            backoff = min(backoff, at_most)
+        delay = max(at_least, backoff)
         self._hold(key, delay)
         return delay
 

@@ -129,6 +129,11 @@ class AppResult:
     relisted: bool = False
     error_fatal: bool = False
     """The app-level error (``error_class``) stops the whole run (auth)."""
+    error_retryable: bool = False
+    """The app-level error is transient (a timeout, a dropped connection, a 5xx: the same
+    request may succeed later): the API did not answer, rather than answered no.  The daemon
+    then looks again every interval instead of backing off for minutes, so it notices the API
+    is back."""
 
     @property
     def refused(self) -> bool:

@@ -141,5 +141,6 @@ async def reconcile_app(
             message=one_line(f"listing machines failed: {exc.message or exc.error_class}"),
             request_id=exc.request_id,
             error_fatal=is_fatal(exc),
+            error_retryable=exc.retryable,
         )
     return await executor.execute(observed.plan, desired, relisted=observed.relisted)

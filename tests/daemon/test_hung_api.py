@@ -185,3 +185,31 @@ async def test_with_every_app_paused_a_hung_api_is_no_reason_to_restart(desired:
             await w.clock.sleep(LOOK)
         assert set(seen) == {200}
         assert w.daemon.passes >= 20
+
+
+async def test_after_a_long_outage_the_daemon_notices_the_api_back_within_an_interval(
+    desired: Path,
+) -> None:
+    """The API hangs for 20 minutes: passes fail again and again.  An app whose pass failed
+    because the API did not answer is looked at again every interval, not after a backoff
+    doubling to 5 minutes, so once the API answers /healthz is 200 and the rollout resumes
+    within about one interval plus one pass, not minutes later."""
+    interval = 5
+    async with daemon_world(desired, interval=interval) as w:
+        await w.until(lambda: w.daemon.passes >= 1 and w.daemon.results["web"].converged)
+        w.api.hang()
+        w.write("web.yaml", app_file("web", image=IMAGE_V2))
+        await healthy_until_it_fails(w, within=600)
+        await w.clock.sleep(20 * 60)
+        assert w.daemon.queue.failures("web") >= 10, "the outage failed pass after pass"
+        held = w.daemon.queue.held_until("web")
+        assert held is None or held - w.clock.monotonic() <= interval
+        w.api.release()
+        back_at = w.clock.monotonic()
+        healthy_at = await unhealthy_until_it_recovers(w, within=300)
+        settings = w.daemon.settings
+        # The held app runs within an interval; a request cut by the release is retried.
+        bound = interval + settings.request_timeout + settings.connect_timeout + 5
+        assert healthy_at - back_at <= bound
+        print(f"healthy {healthy_at - back_at:.1f}s after a 20-minute outage")
+        await w.until(lambda: w.images("web") == [IMAGE_V2] * 2, within=120)

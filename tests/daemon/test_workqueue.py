@@ -63,6 +63,18 @@ def test_failure_delays_use_full_jitter_below_the_ceiling(fake_clock: FakeClock)
         assert q.failures("a") == attempt
 
 
+def test_at_most_cuts_the_backoff_but_not_a_hint_or_the_count(fake_clock: FakeClock) -> None:
+    """``at_most`` (the daemon's interval after an API that did not answer) bounds the backoff
+    however many failures; a server's ``at_least`` hint still wins; failures still count."""
+    q = queue(fake_clock, seed=7)
+    delays = [q.fail("a", at_most=5.0) for _ in range(12)]
+    assert max(delays) <= 5.0
+    assert max(delays[6:]) > 1.0, "jittered below the cut, not pinned to it"
+    assert q.failures("a") == 12
+    assert q.fail("a", at_least=30.0, at_most=5.0) == 30.0
+    assert q.fail("b") <= 1.0, "without at_most the backoff is the item's own"
+
+
 def test_success_resets_the_backoff(fake_clock: FakeClock) -> None:
     """forget() after a success: the next failure starts again at 1 s."""
     q = WorkQueue[str](clock=fake_clock, rng=random.Random(0), backoff=Backoff(base=1, cap=300))
