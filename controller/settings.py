@@ -318,7 +318,10 @@ class DaemonSettings(Settings):
         "from each group's max_unavailable window; this only bounds the total).",
     )
     max_concurrent_apps: int = Field(
-        default=4, ge=1, le=1000, description="Apps reconciled at the same time."
+        default=d.MAX_CONCURRENT_APPS,
+        ge=1,
+        le=1000,
+        description="Apps reconciled at the same time.",
     )
     watch: bool = Field(
         default=True,

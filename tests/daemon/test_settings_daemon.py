@@ -37,7 +37,7 @@ def test_defaults() -> None:
     assert (s.health_bind, s.health_host, s.health_port) == ("127.0.0.1:9440", "127.0.0.1", 9440)
     assert (s.shard_index, s.shard_count) == (0, 1)
     assert (s.grace_period, s.lease_wait) == (30.0, 60.0)
-    assert (s.max_in_flight, s.max_concurrent_apps, s.watch_interval) == (512, 4, 0.5)
+    assert (s.max_in_flight, s.max_concurrent_apps, s.watch_interval) == (512, 16, 0.5)
     assert (s.alert_threshold, s.alert_webhook_url) == (3, None)
     assert (s.alert_renotify_interval, s.alert_webhook_timeout) == (14_400.0, 5.0)
     assert (s.log_format, s.log_level) == ("auto", "INFO")
