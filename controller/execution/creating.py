@@ -40,10 +40,11 @@ _CREATE_LEASE_SKEW = 30.0
 class CreateOps(MachineOps):
     """The create operation (see the module docstring)."""
 
-    def __init__(self, ctx: ExecutionContext) -> None:
+    def __init__(self, ctx: ExecutionContext, *, volumes: VolumePicker | None = None) -> None:
         super().__init__(ctx)
-        self.volumes = VolumePicker(ctx.client, ctx.desired.app)
-        """The volumes of this app run's creates (groups with ``mounts:``)."""
+        self.volumes = volumes or VolumePicker(ctx.client, ctx.desired.app)
+        """The volumes of this app run's creates (groups with ``mounts:``); shared by the parts
+        of a staged plan."""
 
     async def create(self, action: Create, group: DesiredGroup | None) -> MachineResult:
         """Apply one planned create; always returns its result (API errors included).
