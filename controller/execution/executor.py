@@ -40,7 +40,7 @@ import anyio
 from controller.clock import Clock
 from controller.core.errors import FlyAPIError
 from controller.core.retry import is_fatal
-from controller.execution.creating import CreateOps
+from controller.execution.creating import CreateOps, Shared
 from controller.execution.destroying import DestroyOps
 from controller.execution.leasing import Leaser
 from controller.execution.operations import (
@@ -65,7 +65,6 @@ from controller.execution.rollout import (
 )
 from controller.execution.transitions import TransitionOps
 from controller.execution.updating import UpdateOps
-from controller.execution.volumes import VolumePicker
 from controller.execution.waiting import Waiter
 from controller.flyapi import MachinesClient
 from controller.model.desired import DesiredApp, DesiredGroup
@@ -121,7 +120,7 @@ class Executor:
         relisted: bool = False,
         prior: Sequence[MachineResult] = (),
         watch: OnEvent | None = None,
-        volumes: VolumePicker | None = None,
+        shared: Shared | None = None,
     ) -> AppResult:
         """Apply ``app_plan`` (made from ``desired``): one result per action, in plan order.
 
@@ -132,7 +131,8 @@ class Executor:
         A plan applied in parts (a staged create, :mod:`controller.execution.staging`) passes
         what the earlier parts ended with as ``prior`` (a fatal error, a halted group, an org
         quota or a region without capacity keeps holding back this part, as within one run)
-        and one ``volumes`` picker for every part (no two creates pick the same volume).
+        and one :class:`~controller.execution.creating.Shared` for every part (no two creates
+        pick the same volume; the machines known to exist).
         ``watch`` sees every event of this call before ``on_event`` does.
         """
         if app_plan.app != desired.app:
@@ -164,7 +164,7 @@ class Executor:
             limiter=self.limiter,
             desired=desired,
         )
-        results = await _AppRun(ctx, app_plan, prior=prior, volumes=volumes).run()
+        results = await _AppRun(ctx, app_plan, prior=prior, shared=shared).run()
         return AppResult(app=app_plan.app, results=results, plan=app_plan, relisted=relisted)
 
     async def _create_app(self, app: str, org: str) -> FlyAPIError | None:
@@ -244,14 +244,17 @@ class _AppRun:
         app_plan: AppPlan,
         *,
         prior: Sequence[MachineResult] = (),
-        volumes: VolumePicker | None = None,
+        shared: Shared | None = None,
     ) -> None:
         self.ctx = ctx
         self.plan = app_plan
         self.desired = ctx.desired
         self.ops = MachineOps(ctx)
         self.updates = UpdateOps(ctx)
-        self.creates = CreateOps(ctx, volumes=volumes)
+        self.creates = CreateOps(ctx, shared=shared)
+        self.creates.shared.known.update(
+            a.machine_id for a in app_plan.actions if a.machine_id is not None
+        )
         self.destroys = DestroyOps(ctx)
         self.transitions = TransitionOps(ctx)
         self.result = self.ops.result

@@ -41,10 +41,10 @@ import anyio.abc
 
 from controller.core.errors import FlyAPIError
 from controller.core.retry import is_fatal
+from controller.execution.creating import Shared
 from controller.execution.executor import Executor, OnEvent
 from controller.execution.listing import list_live
 from controller.execution.outcomes import AppResult, Event, MachineResult, Outcome, one_line
-from controller.execution.volumes import VolumePicker
 from controller.model.desired import DesiredApp
 from controller.planning.plan import Action, AppPlan, Create, Destroy
 from controller.planning.staging import Confirmation, confirm
@@ -82,7 +82,7 @@ class _Staged:
     """The canary's destroy, if any."""
 
     def __post_init__(self) -> None:
-        self.volumes = VolumePicker(self.executor.client, self.plan.app)
+        self.shared = Shared.new(self.executor.client, self.plan.app)
 
     async def run(self) -> AppResult:
         async with anyio.create_task_group() as tg:
@@ -234,7 +234,7 @@ class _Staged:
             self.desired,
             prior=prior,
             watch=watch,
-            volumes=self.volumes,
+            shared=self.shared,
         )
         for one in result.results:
             if one.slot is not None:

@@ -330,3 +330,45 @@ async def test_every_staged_result_is_emitted_once() -> None:
         result = await w.reconcile(desired())
         assert _final(w.events)
         assert sorted(map(repr, _final(w.events))) == sorted(map(repr, result.results))
+
+
+# ------------------------------------------------------------------------------ lost creates
+
+
+@pytest.mark.parametrize(
+    ("count", "outcome"),
+    [(1, Outcome.OK), (2, Outcome.LIST_INCONSISTENT)],
+    ids=["tag-list-empty", "both-lists-empty"],
+)
+async def test_a_lost_create_is_never_sent_again_on_the_word_of_an_empty_list(
+    count: int, outcome: Outcome
+) -> None:
+    """A create whose answer was lost (the machine was made) is looked for by its launch tag,
+    then among the managed machines.  An empty tag listing alone: the managed one finds it.
+    Both empty: they leave out the 3 machines known to exist, so the create is not sent again
+    (it would be a duplicate) and ends list_inconsistent; the next pass sees the machine."""
+    armed: list[bool] = []
+
+    def on_event(event: Event) -> None:  # once the create is sent: empty lists
+        if isinstance(event, Progress) and event.phase == "writing" and armed == [False]:
+            armed[0] = True
+            w.emulator.add_fault({**EMPTY, "count": count})
+
+    async with world(on_event=on_event) as w:
+        before = await fleet(w)
+        armed.append(False)
+        w.emulator.add_fault({"method": "POST", "path": LIST, "drop": "after"})
+        result = await w.reconcile(desired(groups={"web": {"regions": {"ams": 3, "iad": 1}}}))
+        [create] = [r for r in result.results if r.action == "create"]
+        assert (create.slot, create.outcome, create.attempts) == ("web-ams-2", outcome, 1)
+        assert len(w.requests("POST", LIST)) == 3 + 1
+        assert all(len(ms) == 1 for ms in w.by_slot().values())
+        assert sorted(w.by_slot()) == ["web-ams-0", "web-ams-1", "web-ams-2", "web-iad-0"]
+        if outcome is Outcome.LIST_INCONSISTENT:
+            assert "not sent again: machine list inconsistent" in create.message
+            assert create.machine_id is None
+        again = await w.reconcile(desired(groups={"web": {"regions": {"ams": 3, "iad": 1}}}))
+        assert again.converged
+        assert {r.outcome for r in again.results} == {Outcome.NOOP}
+        assert {s: ms[0]["id"] for s, ms in w.by_slot().items() if s in before} == before
+        assert w.live_leases() == [] or outcome is Outcome.LIST_INCONSISTENT
