@@ -101,13 +101,12 @@ class _Staged:
 
     async def _canary(self, tg: anyio.abc.TaskGroup) -> _Canary | None:
         """Start creates one at a time until one has made a machine (None: none did)."""
+        logger.info(
+            "%s: the machine list showed no managed machine: creating one machine first, "
+            "then listing again before creating more (DESIGN.md 3)",
+            self.plan.app,
+        )
         for create in self.plan.creates:
-            logger.info(
-                "%s: the machine list showed no managed machine: creating %s first, then "
-                "listing again before creating more (DESIGN.md 3)",
-                self.plan.app,
-                create.slot,
-            )
             canary = await self._try(tg, create)
             if canary is not None:
                 return canary
