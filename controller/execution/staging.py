@@ -27,7 +27,8 @@ Which plans are staged, and how a confirming listing is read, is pure
    plan that was shown and confirmed.
 
 A new app pays two list calls, and nothing in time when the canary is its only create; with
-more creates, the others wait for the canary's create call and one listing (DESIGN.md 3).
+more creates, the others wait for the canary's create call and one listing, which Fly's create
+pacing (1/s, burst 3) mostly hides (measured: none for 6 machines, DESIGN.md 3).
 """
 
 from __future__ import annotations
@@ -215,9 +216,12 @@ class _Staged:
         return seen
 
     async def _destroy_canary(self, canary: _Canary, destroy: Destroy) -> None:
-        """Destroy the canary once its create has finished (and let go of its lease)."""
+        """Destroy the canary once its create has finished (and let go of its lease).
+
+        Only a fatal error of an earlier part holds the destroy back: a canary that did not
+        become healthy halts its group's rollout, not the removal of that very machine."""
         await canary.done.wait()
-        prior = tuple(self.results.values())
+        prior = tuple(r for r in self.results.values() if r.fatal)
         result = await self.executor.execute(
             replace(self.plan, actions=(destroy,)), self.desired, prior=prior
         )

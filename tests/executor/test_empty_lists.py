@@ -25,7 +25,7 @@ from controller.execution.reconciler import list_live, reconcile_app
 from controller.flyapi import RateLimits
 from controller.model.actual import MANAGED_KEY
 from controller.planning.plan import plan
-from tests.executor.support import World, desired, fast_behaviour, world
+from tests.executor.support import CRASHLOOP, World, desired, fast_behaviour, world
 from tests.executor.test_loopback import served
 
 LIST = r"/machines$"
@@ -372,3 +372,20 @@ async def test_a_lost_create_is_never_sent_again_on_the_word_of_an_empty_list(
         assert {r.outcome for r in again.results} == {Outcome.NOOP}
         assert {s: ms[0]["id"] for s, ms in w.by_slot().items() if s in before} == before
         assert w.live_leases() == [] or outcome is Outcome.LIST_INCONSISTENT
+
+
+async def test_an_unhealthy_duplicate_is_still_destroyed() -> None:
+    """The machine made first crashes on the new image (its group halts), and the listing
+    shows it duplicates web-ams-0: it is destroyed all the same, the fleet left as it was."""
+    async with world() as w:
+        before = await fleet(w)
+        empty_lists(w, 1)
+        mark = w.mark()
+        result = await w.reconcile(desired(image=CRASHLOOP))
+        assert [(r.action, r.outcome) for r in result.results] == [
+            ("create", Outcome.UNHEALTHY),
+            ("create", Outcome.LIST_INCONSISTENT),
+            ("create", Outcome.LIST_INCONSISTENT),
+            ("destroy", Outcome.OK),
+        ]
+        assert_untouched(w, before, mark)
