@@ -69,7 +69,7 @@ from controller.execution.outcomes import (
     one_line,
 )
 from controller.execution.outcomes import Progress as Step
-from controller.execution.reconciler import Observed, observe_and_plan
+from controller.execution.reconciler import Observed, execute_observed, observe_and_plan
 from controller.model.desired import DesiredApp
 from controller.planning.plan import AppPlan
 from controller.planning.render import PlanError, render
@@ -382,7 +382,7 @@ async def apply_apps(
 
     async def run(one: Observed) -> None:
         desired = by_app[one.plan.app]
-        results[desired.app] = await executor.execute(one.plan, desired, relisted=one.relisted)
+        results[desired.app] = await execute_observed(one, desired, executor=executor)
 
     async def run_all() -> None:
         async with anyio.create_task_group() as work:

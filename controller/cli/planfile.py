@@ -31,7 +31,7 @@ from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
 from controller.execution.executor import Executor
 from controller.execution.outcomes import AppResult, one_line
-from controller.execution.reconciler import Observed, observe_and_plan
+from controller.execution.reconciler import Observed, execute_observed, observe_and_plan
 from controller.execution.rollout import ExecutorSettings
 from controller.flyapi import MachinesClient
 from controller.loading.loader import LoadResult
@@ -151,9 +151,7 @@ def apply_saved(
             results: dict[str, AppResult] = {}
 
             async def execute(one: Observed, desired: DesiredApp) -> None:
-                results[desired.app] = await executor.execute(
-                    one.plan, desired, relisted=one.relisted
-                )
+                results[desired.app] = await execute_observed(one, desired, executor=executor)
 
             changing = [(o, d) for o, d in zip(observed, apps, strict=True) if o.plan.has_changes]
             reporter.start({o.plan.app: len(o.plan.changes) for o, _ in changing})

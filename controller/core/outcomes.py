@@ -26,12 +26,17 @@ gone            partial   3    -               yes     the machine disappeared; 
 error           failed    1    api_error       no      anything else after retries
                                (slot)
 refused         refused   4    refused (app)   no      the plan broke a safety budget
+list_           partial   3    api_error       yes     not created: Fly's machine list contradicted
+inconsistent                   (app)                   itself (a staged create's machine was not
+                                                       listed, or the confirming listing showed
+                                                       the slot held; DESIGN.md 3)
 =============== ========= ==== ============== ======= ==========================================
 
-*blocked* means an outside condition (capacity, someone's lease, a halted rollout, a race)
-kept the machine from its desired state: it is counted as blocked, not failed.  A *fatal*
-error (auth: :class:`~controller.core.retry.GiveUp` with ``fatal``) fails the whole run
-whatever the outcome; it is a property of the error, recorded on the result, not an outcome.
+*blocked* means an outside condition (capacity, someone's lease, a halted rollout, a race, a
+machine list that contradicts itself) kept the machine from its desired state: it is counted
+as blocked, not failed.  A *fatal* error (auth: :class:`~controller.core.retry.GiveUp` with
+``fatal``) fails the whole run whatever the outcome; it is a property of the error, recorded
+on the result, not an outcome.
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ class Outcome(StrEnum):
     GONE = "gone"
     ERROR = "error"
     REFUSED = "refused"
+    LIST_INCONSISTENT = "list_inconsistent"
 
     @property
     def info(self) -> OutcomeInfo:
@@ -144,6 +150,7 @@ OUTCOMES: dict[Outcome, OutcomeInfo] = {
     Outcome.GONE: OutcomeInfo(_P, blocked=True),
     Outcome.ERROR: OutcomeInfo(_F, "api_error", "slot"),
     Outcome.REFUSED: OutcomeInfo(_R, "refused", "app"),
+    Outcome.LIST_INCONSISTENT: OutcomeInfo(_P, "api_error", "app", blocked=True),
 }
 """The table (see the module docstring).  Every :class:`Outcome` has a row."""
 

@@ -5,13 +5,18 @@ ordinary short ``lease_ttl`` (the nonce comes back on the machine), then wait un
 healthily, refreshing that lease meanwhile like any other, and release it.  A create that
 fails *ambiguously* (timeout, dropped connection, 408, 5xx) may have created the machine
 anyway, so before trying again the machines are re-listed by the launch tag (after a short
-delay): a machine found is adopted, and the lease its lost response carried is recognised as
-ours (see :meth:`CreateOps.own_create_lease`) so it can be released.  Attempts are bounded.
+delay), then the managed ones: a machine found is adopted, and the lease its lost response
+carried is recognised as ours (see :meth:`CreateOps.own_create_lease`) so it can be released.
+Nothing found is trusted only when the managed listing shows every machine known to exist
+(listed when planning, or created in this run); a list that leaves one out (Fly has answered
+empty lists, FLY_API.md 1.1) ends the create ``list_inconsistent`` rather than risk a
+duplicate.  Attempts are bounded.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from controller.core.errors import FlyAPIError, RateLimited
 from controller.execution.leasing import HeldLease
@@ -24,26 +29,42 @@ from controller.execution.operations import (
 from controller.execution.outcomes import MachineResult, Outcome
 from controller.execution.volumes import VolumePicker
 from controller.execution.waiting import MachineGone, Unhealthy
-from controller.flyapi import Machine
-from controller.model.actual import LAUNCH_KEY
+from controller.flyapi import Machine, MachinesClient
+from controller.model.actual import LAUNCH_KEY, MANAGED_KEY, MANAGED_VALUE
 from controller.model.desired import DEFAULT_WAIT_TIMEOUT_S, DesiredGroup
 from controller.planning.plan import Create, with_launch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CreateOps"]
+__all__ = ["CreateOps", "Shared"]
 
 #: Clock skew tolerated when recognising the lease of our own create (seconds).
 _CREATE_LEASE_SKEW = 30.0
 
 
+@dataclass
+class Shared:
+    """What the creates of one app's run share, across every part of a staged plan
+    (:mod:`controller.execution.staging`)."""
+
+    volumes: VolumePicker
+    """The volumes handed out (groups with ``mounts:``): none is picked twice."""
+    known: set[str] = field(default_factory=set)
+    """Machines known to exist: listed when the plan was made, or created in this run.  A
+    listing that leaves one of them out is not trusted to say a create did not happen."""
+
+    @classmethod
+    def new(cls, client: MachinesClient, app: str) -> Shared:
+        return cls(VolumePicker(client, app))
+
+
 class CreateOps(MachineOps):
     """The create operation (see the module docstring)."""
 
-    def __init__(self, ctx: ExecutionContext) -> None:
+    def __init__(self, ctx: ExecutionContext, *, shared: Shared | None = None) -> None:
         super().__init__(ctx)
-        self.volumes = VolumePicker(ctx.client, ctx.desired.app)
-        """The volumes of this app run's creates (groups with ``mounts:``)."""
+        self.shared = shared or Shared.new(ctx.client, ctx.desired.app)
+        self.volumes = self.shared.volumes
 
     async def create(self, action: Create, group: DesiredGroup | None) -> MachineResult:
         """Apply one planned create; always returns its result (API errors included).
@@ -61,6 +82,7 @@ class CreateOps(MachineOps):
             if isinstance(made, MachineResult):
                 return made
             machine, held, attempts = made
+            self.shared.known.add(machine.id)
             if held is None:
                 return await self.await_created(
                     action, machine, wait_timeout, attempts, written, smoke
@@ -165,10 +187,9 @@ class CreateOps(MachineOps):
             # The create may have happened (silent success): look for its launch tag first.
             await self.clock.sleep(settings.create_relist_delay * self.ctx.rng.uniform(1.0, 1.5))
             try:
-                found = await self.client.list_machines(self.app, metadata={LAUNCH_KEY: launch_id})
+                alive, unlisted = await self.find_launch(launch_id)
             except FlyAPIError as exc:
                 return self.failure(action, exc, attempt)
-            alive = [m for m in found if not to_live_machine(m).gone]
             if alive:
                 machine = min(alive, key=lambda m: (m.created_at or "", m.id))
                 if len(alive) > 1:
@@ -177,9 +198,41 @@ class CreateOps(MachineOps):
                     )
                 self.progress(action, "adopted", "found after an ambiguous failure", machine.id)
                 return machine, await self.own_create_lease(machine, sent_at, ttl), attempt
+            if unlisted is not None:
+                # The list left out a machine that exists: its "no machine with this launch
+                # tag" proves nothing, and a second create could be a duplicate (DESIGN.md 3).
+                return self.result(
+                    action,
+                    Outcome.LIST_INCONSISTENT,
+                    attempts=attempt,
+                    exc=last,
+                    message=f"not sent again: machine list inconsistent: {unlisted} not listed, "
+                    f"so the create that failed ({last.error_class}) may have made the machine",
+                )
         if last is None:  # unreachable: create_attempts >= 1 and the loop only falls through
             raise RuntimeError("create loop ended without an attempt")  # after failures
         return self.failure(action, last, settings.create_attempts)
+
+    async def find_launch(self, launch_id: str) -> tuple[list[Machine], str | None]:
+        """The live machines carrying ``launch_id``, and a machine known to exist that the
+        listings left out (None when they showed every known one).
+
+        The listing by launch tag is checked against a second one, of the managed machines
+        (which our creates are): a machine it shows with the tag is found after all, and when
+        it leaves out a machine known to exist (listed when planning, or created in this run)
+        the list is not trusted to say the create did not happen (Fly has answered empty lists,
+        FLY_API.md 1.1).  A new app's first create has nothing to check the list against.
+        """
+        tagged = await self.client.list_machines(self.app, metadata={LAUNCH_KEY: launch_id})
+        alive = [m for m in tagged if not to_live_machine(m).gone]
+        if alive:
+            return alive, None
+        managed = await self.client.list_machines(self.app, metadata={MANAGED_KEY: MANAGED_VALUE})
+        alive = [
+            m for m in managed if not (live := to_live_machine(m)).gone and live.launch == launch_id
+        ]
+        missing = sorted(self.shared.known - {m.id for m in managed})
+        return alive, (missing[0] if missing and not alive else None)
 
     def rate_limited_delay(self, exc: RateLimited) -> float:
         """How long to wait before sending a create Fly refused with 429: its ``Retry-After``

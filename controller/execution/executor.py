@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 
 from controller.clock import Clock
 from controller.core.errors import FlyAPIError
 from controller.core.retry import is_fatal
-from controller.execution.creating import CreateOps
+from controller.execution.creating import CreateOps, Shared
 from controller.execution.destroying import DestroyOps
 from controller.execution.leasing import Leaser
 from controller.execution.operations import (
@@ -113,13 +113,27 @@ class Executor:
         self.policy = self.settings.retry_policy()
 
     async def execute(
-        self, app_plan: AppPlan, desired: DesiredApp, *, relisted: bool = False
+        self,
+        app_plan: AppPlan,
+        desired: DesiredApp,
+        *,
+        relisted: bool = False,
+        prior: Sequence[MachineResult] = (),
+        watch: OnEvent | None = None,
+        shared: Shared | None = None,
     ) -> AppResult:
         """Apply ``app_plan`` (made from ``desired``): one result per action, in plan order.
 
         A refused plan is not run: its changes come back ``refused``.  A plan that still
         ``needs_relist`` is a caller error (re-list and re-plan first, see the reconciler).
         ``relisted`` is only recorded in the result.
+
+        A plan applied in parts (a staged create, :mod:`controller.execution.staging`) passes
+        what the earlier parts ended with as ``prior`` (a fatal error, a halted group, an org
+        quota or a region without capacity keeps holding back this part, as within one run)
+        and one :class:`~controller.execution.creating.Shared` for every part (no two creates
+        pick the same volume; the machines known to exist).
+        ``watch`` sees every event of this call before ``on_event`` does.
         """
         if app_plan.app != desired.app:
             raise ValueError(f"plan for {app_plan.app!r} but desired state for {desired.app!r}")
@@ -146,11 +160,11 @@ class Executor:
             policy=self.policy,
             settings=self.settings,
             launch_ids=self.launch_ids,
-            emit=self.emit,
+            emit=self.emit if watch is None else _watched(watch, self.emit),
             limiter=self.limiter,
             desired=desired,
         )
-        results = await _AppRun(ctx, app_plan).run()
+        results = await _AppRun(ctx, app_plan, prior=prior, shared=shared).run()
         return AppResult(app=app_plan.app, results=results, plan=app_plan, relisted=relisted)
 
     async def _create_app(self, app: str, org: str) -> FlyAPIError | None:
@@ -183,6 +197,20 @@ class Executor:
             logger.exception("on_event callback failed")
 
 
+def _watched(watch: OnEvent, emit: OnEvent) -> OnEvent:
+    """``emit`` preceded by ``watch`` (whose exceptions are logged and ignored, like
+    ``on_event``'s)."""
+
+    def both(event: Event) -> None:
+        try:
+            watch(event)
+        except Exception:
+            logger.exception("watch callback failed")
+        emit(event)
+
+    return both
+
+
 async def execute(
     app_plan: AppPlan,
     desired: DesiredApp,
@@ -210,13 +238,23 @@ class _AppRun:
     The per-machine operations are separate objects sharing only the frozen context.
     """
 
-    def __init__(self, ctx: ExecutionContext, app_plan: AppPlan) -> None:
+    def __init__(
+        self,
+        ctx: ExecutionContext,
+        app_plan: AppPlan,
+        *,
+        prior: Sequence[MachineResult] = (),
+        shared: Shared | None = None,
+    ) -> None:
         self.ctx = ctx
         self.plan = app_plan
         self.desired = ctx.desired
         self.ops = MachineOps(ctx)
         self.updates = UpdateOps(ctx)
-        self.creates = CreateOps(ctx)
+        self.creates = CreateOps(ctx, shared=shared)
+        self.creates.shared.known.update(
+            a.machine_id for a in app_plan.actions if a.machine_id is not None
+        )
         self.destroys = DestroyOps(ctx)
         self.transitions = TransitionOps(ctx)
         self.result = self.ops.result
@@ -226,6 +264,8 @@ class _AppRun:
         self.quota_block: MachineResult | None = None
         self.capacity_block: dict[str, MachineResult] = {}
         self.fatal: MachineResult | None = None
+        for earlier in prior:
+            self.note(earlier)
 
     # ------------------------------------------------------------------ orchestration
 
@@ -344,12 +384,16 @@ class _AppRun:
     def record(self, action: Action, result: MachineResult) -> None:
         """Keep ``result`` (in plan order), update the run's conditions, emit it."""
         self._results[self._index[id(action)]] = result
+        self.note(result)
+        self.ctx.emit(result)
+
+    def note(self, result: MachineResult) -> None:
+        """Update the run's conditions (halted groups, quota, capacity, fatal) from ``result``."""
         if result.outcome is Outcome.UNHEALTHY:
             self.halted.setdefault(result.group, result)
         elif result.outcome is Outcome.QUOTA and self.quota_block is None and result.attempts:
             self.quota_block = result
-        elif result.outcome is Outcome.CAPACITY and isinstance(action, Create) and result.attempts:
-            self.capacity_block.setdefault(action.region, result)
+        elif result.outcome is Outcome.CAPACITY and result.action == "create" and result.attempts:
+            self.capacity_block.setdefault(result.region, result)
         if result.fatal and self.fatal is None:
             self.fatal = result
-        self.ctx.emit(result)

@@ -1,34 +1,47 @@
 """One level-based reconcile pass for one app: observe, plan, (re-list when suspicious), execute.
 
 :func:`reconcile_app` lists **all** of the app's machines (a metadata filter would hide the
-unmanaged ones the plan must report and never touch), maps them to the planner's
-:class:`~controller.model.actual.LiveMachine`, plans, and hands the plan to the
-:class:`~controller.execution.executor.Executor`.  When the plan says the list looks suspicious (an
-empty or sharply shrunken list while creates are planned, DESIGN.md 3; Fly once returned empty lists
-and tools created duplicates), it waits a moment, lists again (all machines, plus a
-``reconciler/managed=true`` metadata-filtered listing to confirm), and re-plans once without the
-guard before anything is created.
+unmanaged ones the plan must report and never touch; :mod:`~controller.execution.listing`), maps
+them to the planner's :class:`~controller.model.actual.LiveMachine`, plans, and applies the plan.
+Fly has returned empty lists for apps that had machines, and tools then created duplicates
+(DESIGN.md 3, FLY_API.md 1.1), so two guards stand before any create:
 
-A failure to observe (listing fails after the client's retries) ends the pass with an
-:class:`~controller.execution.outcomes.AppResult` whose ``error_class`` says why; nothing is
-executed.
-:func:`observe_and_plan` is the read-only half, for ``plan`` and dry runs.
+* with a previous pass's count (the daemon), a list that is empty or under half of it while
+  creates are planned is *suspicious*: wait a moment, list again (all machines, plus a
+  ``reconciler/managed=true`` metadata-filtered listing), and re-plan once without the guard;
+* without memory, or when that re-list shows no managed machine either, a plan whose list
+  showed no managed machine is *staged* (:mod:`~controller.execution.staging`): one create
+  first, then a listing that must show it before any other create is sent.
+
+:func:`execute_observed` applies an observed plan with that rule (``apply`` calls it after the
+confirmation prompt).  A failure to observe (listing fails after the client's retries) ends the
+pass with an :class:`~controller.execution.outcomes.AppResult` whose ``error_class`` says why;
+nothing is executed.  :func:`observe_and_plan` is the read-only half, for ``plan`` and dry runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.core.errors import FlyAPIError, NotFound
+from controller.core.errors import FlyAPIError
 from controller.core.retry import is_fatal
-from controller.execution.executor import Executor, to_live_machine
+from controller.execution.executor import Executor
+from controller.execution.listing import list_desired, list_live
 from controller.execution.outcomes import AppResult, one_line
-from controller.flyapi import MachinesClient
-from controller.model.actual import MANAGED_KEY, MANAGED_VALUE, LiveMachine
+from controller.execution.staging import execute_staged
+from controller.model.actual import LiveMachine
 from controller.model.desired import DesiredApp
 from controller.planning.plan import AppPlan, plan
+from controller.planning.staging import staged
 
-__all__ = ["Observed", "list_desired", "list_live", "observe_and_plan", "reconcile_app"]
+__all__ = [
+    "Observed",
+    "execute_observed",
+    "list_desired",
+    "list_live",
+    "observe_and_plan",
+    "reconcile_app",
+]
 
 #: Pause before the confirming re-list of a suspicious listing (seconds, on the executor clock).
 RELIST_DELAY = 2.0
@@ -41,45 +54,6 @@ class Observed:
     plan: AppPlan
     live: tuple[LiveMachine, ...]
     relisted: bool = False
-
-
-async def list_live(
-    client: MachinesClient, app: str, *, confirm_managed: bool = False
-) -> tuple[LiveMachine, ...]:
-    """Every machine of ``app`` as :class:`LiveMachine` values, sorted by id.
-
-    ``confirm_managed`` adds a second listing filtered on ``reconciler/managed=true`` and keeps
-    the union, so a managed machine missing from one (eventually consistent) answer is seen.
-    """
-    found = {m.id: m for m in await client.list_machines(app)}
-    if confirm_managed:
-        for machine in await client.list_machines(app, metadata={MANAGED_KEY: MANAGED_VALUE}):
-            found.setdefault(machine.id, machine)
-    return tuple(to_live_machine(found[k]) for k in sorted(found))
-
-
-async def list_desired(
-    client: MachinesClient, desired: DesiredApp, *, confirm_managed: bool = False
-) -> tuple[tuple[LiveMachine, ...], bool]:
-    """:func:`list_live` for ``desired.app`` and whether the app is missing.
-
-    Listing an app Fly does not know answers 404.  With ``org:`` in the file that is a plan
-    to create the app (``(), True``); without it, the :class:`NotFound` is raised again with a
-    message saying how to fix it.
-    """
-    try:
-        return await list_live(client, desired.app, confirm_managed=confirm_managed), False
-    except NotFound as exc:
-        if desired.org is not None:
-            return (), True
-        raise NotFound(
-            method=exc.method,
-            path=exc.path,
-            status=exc.status,
-            request_id=exc.request_id,
-            detail=f"app {desired.app} not found; create it with `fly apps create` "
-            "or set org: in the file",
-        ) from exc
 
 
 async def observe_and_plan(
@@ -143,4 +117,14 @@ async def reconcile_app(
             error_fatal=is_fatal(exc),
             error_retryable=exc.retryable,
         )
+    return await execute_observed(observed, desired, executor=executor)
+
+
+async def execute_observed(
+    observed: Observed, desired: DesiredApp, *, executor: Executor
+) -> AppResult:
+    """Apply an observed plan: staged (one create, then a confirming listing) when its list
+    showed no managed machine, else as it is (see the module docstring)."""
+    if staged(observed.plan):
+        return await execute_staged(observed.plan, desired, executor, relisted=observed.relisted)
     return await executor.execute(observed.plan, desired, relisted=observed.relisted)

@@ -74,6 +74,11 @@ class ExecutorSettings:
     """Creates tried for one slot after ambiguous failures (each preceded by a re-list)."""
     create_relist_delay: float = 1.0
     """Pause before re-listing by launch tag after an ambiguous create failure."""
+    confirm_listings: int = 3
+    """Listings (all machines + ``reconciler/managed=true``) that may confirm a staged create's
+    first machine before the list counts as inconsistent (DESIGN.md 3)."""
+    confirm_delay: float = 1.0
+    """Pause before the second confirming listing, doubled before each later one."""
     destroy_wait: float = 30.0
     """How long to wait for a destroyed machine to reach ``destroyed`` (0: don't wait)."""
     api_retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -101,9 +106,11 @@ class ExecutorSettings:
         for name in ("max_in_flight", "create_concurrency", "destroy_concurrency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.conflict_retries < 0 or self.create_attempts < 1:
-            raise ValueError("conflict_retries must be >= 0 and create_attempts >= 1")
-        if self.create_relist_delay < 0 or self.destroy_wait < 0:
+        if self.conflict_retries < 0 or self.create_attempts < 1 or self.confirm_listings < 1:
+            raise ValueError(
+                "conflict_retries must be >= 0, create_attempts and confirm_listings >= 1"
+            )
+        if self.create_relist_delay < 0 or self.destroy_wait < 0 or self.confirm_delay < 0:
             raise ValueError("delays must not be negative")
         # The nested policies validate the rest.
         self.lease_policy()

@@ -107,6 +107,30 @@ def release_failed(log: list[dict[str, Any]], machine_id: str) -> bool:
     )
 
 
+def acquire_lost(log: list[dict[str, Any]], machine_id: str) -> bool:
+    """The last lease request on this machine that the API handled without refusing it (an
+    acquisition or a refresh) never got its answer back (dropped, or delayed past the client's
+    timeout): the lease it made is ours but unknown to us, and expires by its TTL (the
+    executor never clears a lease it cannot prove it holds)."""
+    handled = [
+        e
+        for e in log
+        if e["method"] == "POST"
+        and e["path"].endswith(f"/machines/{machine_id}/lease")
+        and e.get("audit") is not None
+        and (e["status"] is None or e["status"] < 300)
+    ]
+    return bool(handled) and (
+        handled[-1]["fault"] is not None or handled[-1]["dropped"] is not None
+    )
+
+
+def lease_left_to_expire(log: list[dict[str, Any]], machine_id: str) -> bool:
+    """A lease of ours on this machine may outlive the run without a bug: its release met a
+    fault, or the answer to the request that made it was lost."""
+    return release_failed(log, machine_id) or acquire_lost(log, machine_id)
+
+
 class Emulator:
     """``python -m controller emulator`` on a free loopback port, and its control API."""
 
@@ -189,10 +213,13 @@ class Emulator:
     ) -> bool:
         """Exactly the desired slots, each started on the desired image, no lease of ours held
         (but the ``orphans``: machines whose lease a killed run left to expire by its TTL, or
-        whose release met a fault; None: every machine whose last release failed)."""
+        whose release met a fault; None: every machine whose lease may be left to expire,
+        :func:`lease_left_to_expire`)."""
         if orphans is None:
             log = self.requests()
-            orphans = frozenset(m["id"] for m in self.machines() if release_failed(log, m["id"]))
+            orphans = frozenset(
+                m["id"] for m in self.machines() if lease_left_to_expire(log, m["id"])
+            )
         managed = [m for m in self.machines() if m["config"]["metadata"].get("reconciler/managed")]
         wanted = sum(regions.values())
         by_region = dict.fromkeys(regions, 0)

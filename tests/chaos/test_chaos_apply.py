@@ -9,12 +9,12 @@ then a deploy of v2 with new counts while a schedule of faults is injected, then
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, note
+from hypothesis import example, given, note
 
 from tests.chaos import invariants
 from tests.chaos.conftest import chaos_settings
 from tests.chaos.harness import APP, World
-from tests.chaos.schedules import Fault, Injector, schedules, targets
+from tests.chaos.schedules import EMPTY_LISTS, Fault, Injector, schedules, targets
 
 pytestmark = pytest.mark.e2e
 
@@ -61,6 +61,7 @@ def deploy_under_faults(
 
 @chaos_settings()
 @given(schedule=schedules, regions=targets)
+@example(schedule=EMPTY_LISTS, regions={"iad": 3, "ams": 2})
 def test_apply_keeps_every_safety_rule_under_faults(
     world: World, schedule: list[Fault], regions: dict[str, int]
 ) -> None:

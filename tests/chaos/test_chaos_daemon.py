@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, note
+from hypothesis import example, given, note
 
 from tests.chaos import invariants
 from tests.chaos.conftest import EXAMPLES, chaos_settings
 from tests.chaos.harness import APP, World, start_daemon, wait_until
-from tests.chaos.schedules import Fault, Injector, schedules, targets
+from tests.chaos.schedules import EMPTY_LISTS, Fault, Injector, schedules, targets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -23,6 +23,7 @@ CONVERGE_BOUND = 45.0
 
 @chaos_settings(max(1, EXAMPLES // 2))
 @given(schedule=schedules, regions=targets)
+@example(schedule=EMPTY_LISTS, regions={"iad": 3, "ams": 2})
 def test_the_daemon_keeps_every_safety_rule_under_faults(
     world: World, tmp_path: Path, schedule: list[Fault], regions: dict[str, int]
 ) -> None:
