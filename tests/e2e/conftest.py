@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -181,6 +181,17 @@ def shared_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Share
 def emulator_url(shared_emulator: _SharedEmulator) -> str:
     """The shared emulator, reset to the world of a fresh ``emulator --token TOKEN``."""
     return shared_emulator.fresh()
+
+
+class OneRetry(TypedDict):
+    """Extra environment of a CLI run (a TypedDict: its keys cannot clash with ``run_cli``'s)."""
+
+    MACHINE_RECONCILER_RETRY_MAX_ATTEMPTS: str
+
+
+#: The documented setting that bounds a call's tries: 2 for tests that answer every try with a
+#: 5xx (one retry still happens and is logged; the others would each sleep at least 1 s).
+ONE_RETRY: OneRetry = {"MACHINE_RECONCILER_RETRY_MAX_ATTEMPTS": "2"}
 
 
 def run_cli(

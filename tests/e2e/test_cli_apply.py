@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import FAST, TOKEN, control, copy_examples, run_cli
+from tests.e2e.conftest import FAST, ONE_RETRY, TOKEN, control, copy_examples, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -188,6 +188,7 @@ def test_secrets_never_reach_the_output_even_at_debug(desired: Path, url: str, m
         "acme-jobs",
         url=url,
         ACME_QUEUE_URL=secret,
+        **ONE_RETRY,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     output = result.stdout + result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, control, run_cli
+from tests.e2e.conftest import EXAMPLES, ONE_RETRY, control, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +112,9 @@ def test_plan_errors_never_print_an_echoed_secret(desired: Path, emulator_url: s
             "body": {"error": f"leaked {secret}"},
         },
     )
-    result = run_cli("plan", str(desired), "--app", "acme-jobs", url=url, ACME_QUEUE_URL=secret)
+    result = run_cli(
+        "plan", str(desired), "--app", "acme-jobs", url=url, ACME_QUEUE_URL=secret, **ONE_RETRY
+    )
     assert result.returncode == 1
     assert "acme-jobs" in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
