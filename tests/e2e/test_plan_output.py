@@ -43,10 +43,13 @@ def test_schema_is_valid_and_ships_with_the_package() -> None:
 
 
 def test_a_wrong_token_is_never_no_changes(desired: Path, emulator_url: str) -> None:
-    """401 for every app: text and JSON name each failed app; nothing says "No changes"."""
+    """401 for every app: text and JSON name each failed app and the status; nothing says "No
+    changes"; the token is never printed."""
     url = emulator_url
     text = run_cli("plan", str(desired), url=url, FLY_API_TOKEN="wrong-token-value")
     assert text.returncode == 1
+    assert "401" in text.stderr
+    assert "wrong-token-value" not in text.stderr + text.stdout
     assert "No changes" not in text.stdout
     summary = text.stdout.splitlines()[-1]
     assert summary == (
