@@ -24,9 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controller.emulator import serve_in_thread
-from tests.e2e.conftest import TOKEN, EmulatorProcess, _free_port, control, start_emulator
+from tests.e2e.conftest import TOKEN, _free_port, control, emulator_url, shared_emulator
 
-__all__ = ["start_emulator"]  # the fixture, re-exported for this module's tests
+# the fixtures, re-exported for this module's tests
+__all__ = ["emulator_url", "shared_emulator"]
 
 pytestmark = pytest.mark.e2e
 
@@ -146,16 +147,11 @@ def desired(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def emulator(start_emulator: EmulatorProcess, tmp_path: Path) -> str:
+def emulator(emulator_url: str) -> str:
     """A served emulator (quick boots and checks) with the apps e2e-web and e2e-jobs."""
-    scenario = tmp_path / "scenario.yaml"
-    scenario.write_text(
-        json.dumps(
-            {"behaviour": FAST, "fixtures": {"apps": [{"name": "e2e-web"}, {"name": "e2e-jobs"}]}}
-        )
-    )
-    url, _ = start_emulator(scenario)
-    return url
+    control(emulator_url, "PATCH", "/behaviour", FAST)
+    control(emulator_url, "POST", "/seed", {"apps": [{"name": "e2e-web"}, {"name": "e2e-jobs"}]})
+    return emulator_url
 
 
 def machines(url: str, app: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from tests.e2e.conftest import start_emulator  # noqa: F401  (the fixture, for test_systemd)
+from tests.e2e.conftest import emulator_url, shared_emulator  # noqa: F401  (fixtures, for test_systemd)
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO / "systemd"

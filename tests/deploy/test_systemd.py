@@ -26,7 +26,7 @@ import pytest
 from controller.daemon.sdnotify import Notifier
 from controller.settings import DaemonSettings, load_daemon_settings
 from tests.deploy.conftest import SYSTEMD_DIR, console_script
-from tests.e2e.conftest import TOKEN, EmulatorProcess, control
+from tests.e2e.conftest import TOKEN, control
 
 DAEMON = "machine-reconciler.service"
 APPLY = "machine-reconciler-apply.service"
@@ -304,6 +304,8 @@ os.environ["WATCHDOG_PID"] = str(os.getpid())
 os.execv(sys.argv[1], sys.argv[1:])
 """
 
+#: One machine without checks: its create ends with a smoke period (5 s instead of the default
+#: 10 s: long enough that SIGTERM comes while it runs, short enough not to be waited out twice).
 SMOKE_APP = """\
 app: deploy-smoke
 defaults:
@@ -313,6 +315,7 @@ defaults:
 groups:
   worker:
     regions: {ams: 1}
+    update: {smoke_period: 5s}
 """
 
 
@@ -363,13 +366,13 @@ def _environment_file(path: Path) -> dict[str, str]:
 
 def test_execstart_runs_against_emulator(
     units: dict[str, Unit],
-    start_emulator: EmulatorProcess,
+    emulator_url: str,
     notify_socket: tuple[socket.socket, str],
     tmp_path: Path,
 ) -> None:
     """The unit's exact ExecStart reconciles the emulator: READY, WATCHDOG, STOPPING, exit 0."""
     # With the unit's Environment=, LoadCredential=, EnvironmentFile= and WorkingDirectory=.
-    url, _ = start_emulator()
+    url = emulator_url
     control(url, "PATCH", "/behaviour", {"boot_seconds": 0.1, "checks_pass_seconds": 0.1})
     control(url, "POST", "/seed", {"apps": [{"name": "deploy-smoke"}]})
     unit = units[DAEMON]

@@ -5,7 +5,6 @@ exits 130.  A second SIGINT stops at once, still exit 130."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TOKEN, EmulatorProcess, control
+from tests.e2e.conftest import TOKEN, control, copy_examples
 from tests.e2e.test_cli_apply import live, live_leases
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
 SLOW = {"boot_seconds": 1.0, "stop_seconds": 0.05, "checks_pass_seconds": 0.5}
 
 
@@ -45,13 +43,11 @@ def _wait_for_machines(url: str, proc: subprocess.Popen[str], count: int) -> Non
 
 
 @pytest.fixture
-def served(start_emulator: EmulatorProcess, tmp_path: Path) -> tuple[str, Path]:
-    url, _ = start_emulator()
+def served(emulator_url: str, tmp_path: Path) -> tuple[str, Path]:
+    url = emulator_url
     control(url, "PATCH", "/behaviour", SLOW)
     control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
-    target = tmp_path / "desired"
-    shutil.copytree(EXAMPLES, target)
-    return url, target
+    return url, copy_examples(tmp_path / "desired")
 
 
 def test_ctrl_c_drains_prints_summary_and_exits_130(served: tuple[str, Path]) -> None:

@@ -3,33 +3,27 @@ loopback port, asserting exit codes, output, the emulator's final state and its 
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import TOKEN, EmulatorProcess, control, run_cli
+from tests.e2e.conftest import FAST, ONE_RETRY, TOKEN, control, copy_examples, run_cli
 
 pytestmark = pytest.mark.e2e
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
-FAST = {"boot_seconds": 0.1, "stop_seconds": 0.05, "checks_pass_seconds": 0.1}
 
 
 @pytest.fixture
 def desired(tmp_path: Path) -> Path:
-    """A copy of the shipped example directory (acme-web: 6 machines, acme-jobs: 3)."""
-    target = tmp_path / "desired"
-    shutil.copytree(EXAMPLES, target)
-    return target
+    """A copy of the shipped examples, checks every 1 s (acme-web: 6 machines, acme-jobs: 3)."""
+    return copy_examples(tmp_path / "desired")
 
 
 @pytest.fixture
-def url(start_emulator: EmulatorProcess) -> str:
+def url(emulator_url: str) -> str:
     """A served emulator with both apps and Fly's behaviour, boot/check delays shortened."""
-    served, _ = start_emulator()
+    served = emulator_url
     control(served, "PATCH", "/behaviour", FAST)
     control(served, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
     return served
@@ -194,6 +188,7 @@ def test_secrets_never_reach_the_output_even_at_debug(desired: Path, url: str, m
         "acme-jobs",
         url=url,
         ACME_QUEUE_URL=secret,
+        **ONE_RETRY,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     output = result.stdout + result.stderr

@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EmulatorProcess, control, run_cli
+from tests.e2e.conftest import EXAMPLES, FAST, control, run_cli
 
 pytestmark = pytest.mark.e2e
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
-FAST = {"boot_seconds": 0.1, "stop_seconds": 0.05, "checks_pass_seconds": 0.1}
 
 NEW_APP = """\
 app: fresh-app
@@ -39,8 +36,8 @@ def write_app(directory: Path, extra: str = "", group_extra: str = "") -> Path:
 
 
 @pytest.fixture
-def url(start_emulator: EmulatorProcess) -> str:
-    served, _ = start_emulator()
+def url(emulator_url: str) -> str:
+    served = emulator_url
     control(served, "PATCH", "/behaviour", FAST)
     return served
 

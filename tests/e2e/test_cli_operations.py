@@ -4,31 +4,26 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
 
-from tests.e2e.conftest import EmulatorProcess, control, run_cli
+from tests.e2e.conftest import FAST, control, copy_examples, run_cli
 
 pytestmark = pytest.mark.e2e
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
-FAST = {"boot_seconds": 0.1, "stop_seconds": 0.05, "checks_pass_seconds": 0.1}
 
 
 @pytest.fixture
 def desired(tmp_path: Path) -> Path:
-    """A copy of the shipped examples (acme-web: web 5 + admin 1; acme-jobs: worker 3)."""
-    target = tmp_path / "desired"
-    shutil.copytree(EXAMPLES, target)
-    return target
+    """A copy of the shipped examples, checks every 1 s (acme-web: web 5 + admin 1; acme-jobs:
+    worker 3)."""
+    return copy_examples(tmp_path / "desired")
 
 
 @pytest.fixture
-def url(start_emulator: EmulatorProcess) -> str:
-    served, _ = start_emulator()
+def url(emulator_url: str) -> str:
+    served = emulator_url
     control(served, "PATCH", "/behaviour", FAST)
     control(served, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
     return served

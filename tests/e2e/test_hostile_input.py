@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TOKEN, EmulatorProcess, control, run_cli
+from tests.e2e.conftest import EXAMPLES, TOKEN, control, copy_examples, run_cli
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
 NOWHERE = "http://127.0.0.1:9"
 
 NESTED = "app: acme-nested\nx: " + "[" * 4000 + "]" * 4000 + "\n"
@@ -63,8 +62,7 @@ def test_plan_still_plans_the_good_apps(hostile: Path) -> None:
 
 def test_apply_never_exits_0_past_an_unreadable_file(tmp_path: Path) -> None:
     """A file without a readable app name (a list, a symlink loop) makes apply partial (3)."""
-    target = tmp_path / "desired"
-    shutil.copytree(EXAMPLES, target)
+    target = copy_examples(tmp_path / "desired")
     (target / "list.yaml").write_text("- a\n- b\n")
     (target / "loop.yaml").symlink_to(target / "loop.yaml")
     result = run_cli("apply", str(target), "--yes", "--embedded", url=NOWHERE, timeout=120)
@@ -74,13 +72,11 @@ def test_apply_never_exits_0_past_an_unreadable_file(tmp_path: Path) -> None:
     assert "loop.yaml" in result.stdout
 
 
-def test_a_token_with_a_trailing_newline_works(
-    tmp_path: Path, start_emulator: EmulatorProcess
-) -> None:
+def test_a_token_with_a_trailing_newline_works(tmp_path: Path, emulator_url: str) -> None:
     """``FLY_API_TOKEN="$(cat token-file)"`` style values keep their newline: it is stripped."""
     target = tmp_path / "desired"
     shutil.copytree(EXAMPLES, target)
-    url, _ = start_emulator()
+    url = emulator_url
     control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
     result = run_cli("plan", str(target), url=url, timeout=60, FLY_API_TOKEN=f"{TOKEN}\n")
     assert result.returncode == 0, result.stderr
@@ -99,9 +95,7 @@ def test_a_token_with_inner_whitespace_is_refused_in_one_line(tmp_path: Path) ->
     assert TOKEN[8:] not in result.stderr
 
 
-def test_ten_thousand_machines_in_one_region_are_refused(
-    tmp_path: Path, start_emulator: EmulatorProcess
-) -> None:
+def test_ten_thousand_machines_in_one_region_are_refused(tmp_path: Path, emulator_url: str) -> None:
     """``regions: {ams: 10000}`` validates, but apply refuses it (exit 4) and creates nothing."""
     target = tmp_path / "desired"
     target.mkdir()
@@ -109,7 +103,7 @@ def test_ten_thousand_machines_in_one_region_are_refused(
         "app: acme-web\ndefaults:\n  config:\n    image: registry.fly.io/acme-web:v1\n"
         "groups:\n  web:\n    regions: {ams: 10000}\n"
     )
-    url, _ = start_emulator()
+    url = emulator_url
     control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}]})
     result = run_cli("apply", str(target), "--yes", url=url, timeout=120)
     assert result.returncode == 4, result.stderr

@@ -12,11 +12,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from controller.planning.render import FORMAT_VERSION, SCHEMA_PATH
-from tests.e2e.conftest import EmulatorProcess, control, run_cli
+from tests.e2e.conftest import EXAMPLES, control, run_cli
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "desired_state"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
@@ -43,11 +42,14 @@ def test_schema_is_valid_and_ships_with_the_package() -> None:
     assert '"planning/*.json"' in pyproject
 
 
-def test_a_wrong_token_is_never_no_changes(desired: Path, start_emulator: EmulatorProcess) -> None:
-    """401 for every app: text and JSON name each failed app; nothing says "No changes"."""
-    url, _ = start_emulator()
+def test_a_wrong_token_is_never_no_changes(desired: Path, emulator_url: str) -> None:
+    """401 for every app: text and JSON name each failed app and the status; nothing says "No
+    changes"; the token is never printed."""
+    url = emulator_url
     text = run_cli("plan", str(desired), url=url, FLY_API_TOKEN="wrong-token-value")
     assert text.returncode == 1
+    assert "401" in text.stderr
+    assert "wrong-token-value" not in text.stderr + text.stdout
     assert "No changes" not in text.stdout
     summary = text.stdout.splitlines()[-1]
     assert summary == (
@@ -72,10 +74,10 @@ def test_a_wrong_token_is_never_no_changes(desired: Path, start_emulator: Emulat
 
 
 def test_a_wrong_app_name_is_named_with_the_others_planned(
-    desired: Path, start_emulator: EmulatorProcess
+    desired: Path, emulator_url: str
 ) -> None:
     """One app missing at Fly: it is failed (not_found); the other is planned; exit 1."""
-    url, _ = start_emulator()
+    url = emulator_url
     control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}]})
     result = run_cli("plan", str(desired), "--output", "json", url=url)
     assert result.returncode == 1
@@ -88,11 +90,9 @@ def test_a_wrong_app_name_is_named_with_the_others_planned(
     assert "acme-jobs\n  ERROR not_found: listing machines failed" in text.stdout
 
 
-def test_detect_only_drift_exits_2_and_is_status_drift(
-    desired: Path, start_emulator: EmulatorProcess
-) -> None:
+def test_detect_only_drift_exits_2_and_is_status_drift(desired: Path, emulator_url: str) -> None:
     """--detailed-exitcode: drift in a detect_only app is 2 (the fleet is not as declared)."""
-    url, _ = start_emulator()
+    url = emulator_url
     control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}]})
     web = desired / "acme-web.yaml"
     web.write_text(web.read_text() + "detect_only: true\n")
@@ -107,9 +107,9 @@ def test_detect_only_drift_exits_2_and_is_status_drift(
     assert document["errors"] == []
 
 
-def test_an_invalid_file_is_status_invalid(desired: Path, start_emulator: EmulatorProcess) -> None:
+def test_an_invalid_file_is_status_invalid(desired: Path, emulator_url: str) -> None:
     """A broken file: its app is listed as invalid in the JSON, the other app is planned."""
-    url, _ = start_emulator()
+    url = emulator_url
     control(url, "POST", "/seed", {"apps": [{"name": "acme-web"}, {"name": "acme-jobs"}]})
     jobs = desired / "acme-jobs.yaml"
     jobs.write_text(jobs.read_text().replace("memory_mb:", "memry_mb:"))
@@ -122,11 +122,9 @@ def test_an_invalid_file_is_status_invalid(desired: Path, start_emulator: Emulat
     assert document["errors"][0]["class"] == "invalid_desired_state"
 
 
-def test_apply_with_a_wrong_token_names_the_apps(
-    desired: Path, start_emulator: EmulatorProcess
-) -> None:
+def test_apply_with_a_wrong_token_names_the_apps(desired: Path, emulator_url: str) -> None:
     """apply: the plan and the summary table name each failed app; never "No changes"; exit 1."""
-    url, _ = start_emulator()
+    url = emulator_url
     result = run_cli("apply", str(desired), "--yes", url=url, FLY_API_TOKEN="wrong-token-value")
     assert result.returncode == 1
     assert "No changes" not in result.stdout
