@@ -19,7 +19,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from controller.planning.render import SCHEMA_PATH
-from tests.e2e.conftest import TOKEN, EmulatorProcess, control, run_cli
+from tests.e2e.conftest import TOKEN, control, run_cli
 from tests.e2e.test_cli_apply import live, live_leases
 
 pytestmark = pytest.mark.e2e
@@ -62,8 +62,8 @@ def _restarts(url: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def url(start_emulator: EmulatorProcess) -> str:
-    served, _ = start_emulator()
+def url(emulator_url: str) -> str:
+    served = emulator_url
     control(served, "PATCH", "/behaviour", FAST)
     return served
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from controller.cli.apply import REPEATS_SHOWN
 from controller.planning.render import SCHEMA_PATH, SUMMARISED_NOTE
-from tests.e2e.conftest import EmulatorProcess, control, run_cli
+from tests.e2e.conftest import control, run_cli
 from tests.e2e.test_cli_apply import live
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +38,8 @@ def _desired(tmp_path: Path, *, max_create: int | None) -> Path:
 
 
 @pytest.fixture
-def url(start_emulator: EmulatorProcess) -> str:
-    served, _ = start_emulator()
+def url(emulator_url: str) -> str:
+    served = emulator_url
     control(served, "POST", "/seed", {"apps": [{"name": "big"}]})
     return served
 
