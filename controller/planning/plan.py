@@ -14,8 +14,11 @@ Per group and region, with ``want`` machines desired:
 * existing slots above them are destroyed, highest slots first to go (scale down);
 * missing machines are created in the lowest free slot numbers (so a lost ``web-ams-1`` comes
   back as ``web-ams-1``, and scaling never renumbers a live machine);
-* several machines claiming one slot keep the best (started first, then the newest
-  ``created_at``, then the highest id) and the others are destroyed as duplicates.
+* several machines claiming one slot keep the best (started first, then the oldest
+  ``created_at``, then the lowest id) and the others are destroyed as duplicates.  The oldest,
+  because a duplicate is the accident (a create whose answer was lost, a staged machine whose
+  destroy failed): the machine that was there first is the one serving, and with
+  ``prune_volumes`` its volume would go with it.
 
 Managed machines of undeclared groups, or with unparsable or inconsistent slot metadata, are
 *orphans*: destroyed when ``prune`` is on, otherwise only reported.
@@ -452,8 +455,11 @@ _VOLATILE_KEYS = (SLOT_KEY, LAUNCH_KEY, SPEC_KEY, GROUP_KEY, MANAGED_KEY, RESTAR
 
 
 def _best_first(machines: list[LiveMachine]) -> list[LiveMachine]:
-    """Duplicates of one slot, the one to keep first: started, then newest, then highest id."""
-    return sorted(machines, key=lambda m: (m.state == "started", m.created_at, m.id), reverse=True)
+    """Duplicates of one slot, the one to keep first: started, then oldest (an unknown
+    ``created_at`` counts as newest), then lowest id."""
+    return sorted(
+        machines, key=lambda m: (m.state != "started", not m.created_at, m.created_at, m.id)
+    )
 
 
 _RUNNING_STATES = frozenset({"started", "starting"})

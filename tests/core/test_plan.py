@@ -265,24 +265,39 @@ def test_region_removed_from_group() -> None:
 
 
 def test_duplicates_keep_the_best_and_destroy_the_rest() -> None:
-    """Several machines in one slot: keep started-then-newest, destroy the others."""
+    """Several machines in one slot: keep started-then-oldest, destroy the others (the
+    machine that was there first is the one serving; a duplicate is the accident)."""
     fly = FakeFly()
     app = _app({"ams": 1})
     (original,) = _converged(app, fly)
     config = dict(original.config)
     newer = fly.machine(config, "ams")  # same slot, created later
-    stopped_newest = replace(fly.machine(config, "ams"), state="stopped")
-    result = plan(app, [stopped_newest, original, newer])
+    stopped_oldest = replace(original, id="0" + original.id, state="stopped")
+    assert stopped_oldest.created_at <= original.created_at < newer.created_at
+    result = plan(app, [stopped_oldest, newer, original])
     kept, *destroyed = result.actions
     assert isinstance(kept, NoOp)
-    assert kept.machine_id == newer.id
+    assert kept.machine_id == original.id
     assert sorted(d.machine_id for d in destroyed if isinstance(d, Destroy)) == sorted(
-        [original.id, stopped_newest.id]
+        [newer.id, stopped_oldest.id]
     )
     assert all(
-        isinstance(d, Destroy) and d.reason == f"duplicate of web-ams-0 (keeping {newer.id})"
+        isinstance(d, Destroy) and d.reason == f"duplicate of web-ams-0 (keeping {original.id})"
         for d in destroyed
     )
+
+
+def test_a_duplicate_without_created_at_is_never_kept_over_a_dated_one() -> None:
+    """An unknown ``created_at`` counts as newest, not as oldest."""
+    fly = FakeFly()
+    app = _app({"ams": 1})
+    (original,) = _converged(app, fly)
+    undated = replace(fly.machine(dict(original.config), "ams"), created_at="")
+    result = plan(app, [undated, original])
+    assert [(type(a).__name__, a.machine_id) for a in result.actions] == [
+        ("NoOp", original.id),
+        ("Destroy", undated.id),
+    ]
 
 
 # ------------------------------------------------------------------------------ ownership
