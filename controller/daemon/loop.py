@@ -64,6 +64,7 @@ from controller.observability.alerts import AlertKey, Alerts, Condition, Observa
 from controller.observability.health import Check
 from controller.observability.logging import Redactor
 from controller.planning.normalize import sensitive_values
+from controller.planning.plan import AppPlan
 from controller.settings import DaemonSettings
 
 __all__ = ["Daemon", "Offload", "ReconcileFn", "in_thread"]
@@ -109,6 +110,14 @@ class _Pass:
     """API attempts sent before it began: a pass that sent none (every app paused, held back
     or none at all) needed no answer to count."""
     done: anyio.Event = field(default_factory=anyio.Event)
+
+
+def _managed_after(result: AppResult, plan: AppPlan) -> int:
+    """Managed machines after a pass: those listed, plus creates and minus destroys that
+    succeeded."""
+    made = sum(1 for r in result.results if r.action == "create" and r.outcome is Outcome.OK)
+    gone = sum(1 for r in result.results if r.action == "destroy" and r.outcome is Outcome.OK)
+    return max(0, plan.managed_count + made - gone)
 
 
 class Daemon:
@@ -445,7 +454,12 @@ class Daemon:
         self.metrics.reconcile_run(name, verdict, duration)
         self.results[name] = result
         if result.plan is not None:
-            self._managed[name] = result.plan.managed_count
+            # The re-list guard's count (DESIGN.md 3): the managed machines this pass leaves,
+            # not the ones it listed (a first pass listing none and creating three leaves
+            # three).  A pass whose list contradicted itself (staged creates) planned from a
+            # list that hid machines: its count would switch the guard off, so it is not kept.
+            if not any(r.outcome is Outcome.LIST_INCONSISTENT for r in result.results):
+                self._managed[name] = _managed_after(result, result.plan)
             self.metrics.set_drift(name, drift_left(result))
         if result.fatal:
             self.auth_failed[name] = result.error_class or "unauthorized"

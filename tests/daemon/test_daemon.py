@@ -207,3 +207,25 @@ async def test_grace_expiry_cancels_and_still_releases_every_lease(desired: Path
         "machine_reconciler_reconcile_runs_total", app="web", result="cancelled"
     )
     assert cancelled == 1
+
+
+async def test_a_pass_whose_list_contradicted_itself_keeps_the_re_list_guard(
+    desired: Path,
+) -> None:
+    """Lists stay empty: every pass re-lists before planning (the guard armed by the count
+    the first pass left: the three machines it created), makes one staged machine, finds it
+    missing and destroys it.  A ``list_inconsistent`` pass does not set the known count to 0,
+    which would switch the guard off for the next pass."""
+    (desired / "web.yaml").write_text(app_file("web", regions={"ams": 2, "iad": 1}))
+    async with daemon_world(desired, interval=10) as w:
+        await w.until(lambda: w.daemon.passes >= 1 and w.daemon.results["web"].converged)
+        ids = sorted(m["id"] for m in w.machines("web"))
+        w.emulator.add_fault(
+            {"method": "GET", "path": r"/machines$", "status": 200, "body": [], "count": 1000}
+        )
+        passes = w.daemon.passes
+        await w.until(lambda: w.daemon.passes >= passes + 3, within=300)
+        result = w.daemon.results["web"]
+        assert result.relisted, "the third pass still re-listed before planning"
+        assert Outcome.LIST_INCONSISTENT in {r.outcome for r in result.results}
+        assert sorted(m["id"] for m in w.machines("web")) == ids, "every staged machine gone"
