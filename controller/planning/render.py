@@ -64,6 +64,7 @@ from controller.planning.plan import (
     Unmanaged,
     Update,
 )
+from controller.planning.staging import staged
 
 __all__ = [
     "APP_STATUSES",
@@ -354,6 +355,11 @@ def _render_app(plan: AppPlan) -> list[str]:
         cut |= cut_unmanaged
     if cut:
         lines.append(f"{_INDENT}{SUMMARISED_NOTE}")
+    if staged(plan) and len(plan.creates) > 1:
+        lines.append(
+            f"{_INDENT}note: the machine list shows no managed machine: one machine is created "
+            "first, the others once a new listing shows it"
+        )
     if plan.needs_relist:
         lines.append(
             f"{_INDENT}note: the live list is much shorter than last pass; the machines will be "

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from controller.model.actual import SLOT_KEY, LiveMachine
 from controller.planning.plan import Create, plan
+from controller.planning.render import render
 from controller.planning.staging import Taken, confirm, staged
 from tests.core.planning_support import FakeFly
 from tests.core.test_plan import _app
@@ -96,3 +97,14 @@ def test_machines_without_a_consistent_slot_hold_none() -> None:
     assert [c.slot for c in seen.rest] == ["web-ams-1"]
     assert seen.taken == ()
     assert seen.duplicate is None
+
+
+def test_the_text_plan_says_when_creates_are_staged() -> None:
+    """A reviewer sees that the creates go one first: only for a staged plan with more than
+    one create (a single create has nothing to wait for)."""
+    note = "one machine is created first, the others once a new listing shows it"
+    assert note in render(plan(_app({"ams": 2, "iad": 1}), []))
+    assert note not in render(plan(_app({"ams": 1}), []))
+    fly = FakeFly()
+    first = plan(_app({"ams": 3}), [])
+    assert note not in render(plan(_app({"ams": 3}), [_made(fly, first.creates[0])]))
