@@ -46,7 +46,7 @@ from controller.core.retry import (
 from controller.execution.leasing import HeldLease, LeaseBusy, Leaser
 from controller.execution.outcomes import Event, MachineResult, Outcome, Phase, Progress, one_line
 from controller.execution.rollout import ExecutorSettings
-from controller.execution.waiting import Waiter
+from controller.execution.waiting import MachineGone, Unhealthy, Waiter
 from controller.flyapi import Machine, MachinesClient
 from controller.model.actual import CheckStatus, LiveMachine
 from controller.model.desired import DesiredApp
@@ -299,6 +299,30 @@ class MachineOps:
         if await self.is_gone(action.machine_id):
             return gone
         return self.failure(action, exc, attempts)
+
+    async def ended(
+        self, action: Update | Start | Stop | Restart, exc: Exception, attempts: int
+    ) -> MachineResult:
+        """The result of a write-and-settle operation on an existing machine that raised
+        ``exc``: one mapping for updates and run-state transitions, so both end the same way
+        (a skip, someone else's lease, not healthy, gone, a 412, any other API error).
+        Anything else is a bug and is raised again."""
+        if isinstance(exc, Skipped):
+            return exc.result
+        if isinstance(exc, LeaseBusy):
+            return self.lease_held(action, exc)
+        if isinstance(exc, Unhealthy):
+            return self.result(action, Outcome.UNHEALTHY, attempts=attempts, message=str(exc))
+        if isinstance(exc, MachineGone):
+            return self.result(action, Outcome.GONE, attempts=attempts, message=str(exc))
+        if isinstance(exc, PreconditionFailed):
+            gone = self.result(
+                action, Outcome.GONE, attempts=attempts, message="machine is being destroyed"
+            )
+            return await self.refused_412(action, exc, attempts, gone=gone)
+        if isinstance(exc, FlyAPIError):
+            return self.failure(action, exc, attempts)
+        raise exc
 
     async def is_gone(self, machine_id: str) -> bool:
         """Whether the machine is destroyed or being destroyed (a 412 may mean that)."""

@@ -19,7 +19,6 @@ import anyio
 from controller.core.errors import (
     FlyAPIError,
     NotFound,
-    PreconditionFailed,
     RateLimited,
     WaitTimeout,
 )
@@ -85,21 +84,8 @@ class TransitionOps(MachineOps):
                 return self.result(
                     action, Outcome.OK, attempts=attempts, message=f"{done} (version {version})"
                 )
-        except Skipped as skipped:
-            return skipped.result
-        except LeaseBusy as busy:
-            return self.lease_held(action, busy)
-        except Unhealthy as exc:
-            return self.result(action, Outcome.UNHEALTHY, attempts=attempts, message=str(exc))
-        except MachineGone as exc:
-            return self.result(action, Outcome.GONE, attempts=attempts, message=str(exc))
-        except PreconditionFailed as exc:
-            gone = self.result(
-                action, Outcome.GONE, attempts=attempts, message="machine is being destroyed"
-            )
-            return await self.refused_412(action, exc, attempts, gone=gone)
-        except FlyAPIError as exc:
-            return self.failure(action, exc, attempts)
+        except (Skipped, LeaseBusy, Unhealthy, MachineGone, FlyAPIError) as exc:
+            return await self.ended(action, exc, attempts)
 
     async def _settle(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import anyio
 
-from controller.core.errors import FlyAPIError, NotFound, PreconditionFailed, VersionConflict
+from controller.core.errors import FlyAPIError, NotFound, VersionConflict
 from controller.core.retry import Replan, classify
 from controller.execution.leasing import LeaseBusy
 from controller.execution.operations import Gate, MachineOps, Skipped, to_live_machine
@@ -96,21 +96,8 @@ class UpdateOps(MachineOps):
                     smoke,
                     replanned=current is not action,
                 )
-        except Skipped as skipped:
-            return skipped.result
-        except LeaseBusy as busy:
-            return self.lease_held(action, busy)
-        except Unhealthy as exc:
-            return self.result(action, Outcome.UNHEALTHY, attempts=attempts, message=str(exc))
-        except MachineGone as exc:
-            return self.result(action, Outcome.GONE, attempts=attempts, message=str(exc))
-        except PreconditionFailed as exc:
-            gone = self.result(
-                action, Outcome.GONE, attempts=attempts, message="machine is being destroyed"
-            )
-            return await self.refused_412(action, exc, attempts, gone=gone)
-        except FlyAPIError as exc:
-            return self.failure(action, exc, attempts)
+        except (Skipped, LeaseBusy, Unhealthy, MachineGone, FlyAPIError) as exc:
+            return await self.ended(action, exc, attempts)
 
     async def await_updated(
         self,
