@@ -113,7 +113,8 @@ def _launch_emulator(
                 proc.kill()
                 proc.wait(10)
             if proc.stdout:
-                output = proc.stdout.read().decode()
+                with proc.stdout:  # closed here: the caller never gets this process
+                    output = proc.stdout.read().decode()
             else:
                 output = log.read_text(errors="replace") if log else ""
             pytest.fail(f"emulator did not start (rc={proc.poll()}):\n{output}")
