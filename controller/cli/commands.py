@@ -381,7 +381,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_apply(args: argparse.Namespace) -> int:
     from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
-    from controller.cli.apply import Interrupt, Reporter, apply_apps, exit_code, with_signals
+    from controller.cli.apply import Reporter, apply_apps, exit_code
+    from controller.cli.interrupting import Interrupt, with_signals
     from controller.execution.executor import Executor
     from controller.execution.rollout import ExecutorSettings
 

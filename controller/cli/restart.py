@@ -8,7 +8,7 @@ update waiter, halting the group on a machine that does not come back healthy.  
 Fly's per-machine restart limit are waited out, not failed
 (:mod:`controller.execution.transitions`).
 
-**Ctrl-C / SIGTERM** drain it as they drain ``apply`` (:class:`controller.cli.apply.Interrupt`):
+**Ctrl-C / SIGTERM** drain it as they drain ``apply`` (:mod:`controller.cli.interrupting`):
 no new restart starts, the ones in flight finish within ``--grace``, every lease is released,
 ``interrupted`` and the summary (with a "not run" column) are printed, exit 130 / 143; a second
 signal stops at once (leases are still released).
@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import anyio
 
@@ -41,6 +41,7 @@ from controller.cli.confirming import (
     add_lease_wait_flag,
     confirmed,
 )
+from controller.cli.interrupting import Interrupt, with_signals
 from controller.cli.jsonout import add_output_flag, emit, from_result
 from controller.cli.targeting import targeted
 from controller.clock import SystemClock
@@ -61,9 +62,6 @@ from controller.planning.render import (
     to_document,
 )
 from controller.planning.restarting import RestartPlan, restart_plan
-
-if TYPE_CHECKING:  # imported when a restart runs (rich): --help stays quick to start
-    from controller.cli.apply import Interrupt
 
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
@@ -105,8 +103,6 @@ def restart(
     redact: Callable[[str], str],
 ) -> int:
     """Run ``restart`` for one app; the exit code."""
-    from controller.cli.apply import Interrupt, with_signals  # rich: only when a restart runs
-
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
     if args.grace < 0:
