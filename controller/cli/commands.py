@@ -60,7 +60,8 @@ exit codes:
              130 interrupted (Ctrl-C: operations in flight finish within --grace,
              leases released), 143 on SIGTERM
   adopt      0 adopted (or nothing to adopt); 1 error or no confirmation;
-             4 a machine changed since listed, or its lease stayed held
+             4 a machine changed since listed, or its lease stayed held; 130 / 143
+             interrupted like apply (the adoption in flight finishes within --grace)
   restart    0 every machine restarted (or none running); 1 error or no
              confirmation; 3 partial (halted rollout, unhealthy, changed meanwhile);
              4 leases still held by someone else after --lease-wait; 130 / 143
