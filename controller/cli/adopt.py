@@ -43,14 +43,12 @@ from typing import IO, Any
 
 import anyio
 
-from controller.cli.confirming import (
-    add_embedded_flag,
-    add_grace_flag,
-    add_lease_wait_flag,
-    confirmed,
-)
+from controller.cli.client import client
+from controller.cli.confirming import confirmed
+from controller.cli.desired import one_app
 from controller.cli.interrupting import Interrupt, announcement, drained, with_signals
-from controller.cli.jsonout import add_output_flag, emit, result_record
+from controller.cli.jsonout import emit, result_record
+from controller.cli.redacting import REDACTOR
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError, VersionConflict
 from controller.core.outcomes import Outcome
@@ -72,7 +70,7 @@ from controller.planning.adopt import (
 from controller.planning.plan import SKIP_LAUNCH_STATES
 from controller.planning.render import Entry, PlanError, summarise_runs, to_document
 
-__all__ = ["ADOPTED", "add_adopt_parser", "adopt", "adoptable_lines", "adoptable_records"]
+__all__ = ["ADOPTED", "adopt", "adoptable_lines", "adoptable_records", "cmd_adopt"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -84,22 +82,14 @@ WAIT_SECONDS = 60
 ClientFactory = Callable[[Sequence[DesiredApp]], AbstractAsyncContextManager[MachinesClient]]
 
 
-def add_adopt_parser(sub: Any, default_dir: Any) -> None:
-    """The ``adopt`` subcommand."""
-    adopt_cmd = sub.add_parser(
-        "adopt",
-        help="take over unmanaged machines (e.g. made by fly deploy) into free slots",
-        description="Match machines without reconciler/managed metadata to the free slots of "
-        "APP's groups (same config first, then same image), show it, and on confirmation "
-        "write the slot metadata under a lease with current_version.",
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """``adopt``: the exit code (see the module docstring)."""
+    return adopt(
+        args,
+        one_app(args),
+        client=lambda apps: client(apps, embedded=args.embedded),
+        redact=REDACTOR.redact,
     )
-    adopt_cmd.add_argument("dir", nargs="?", type=type(default_dir), default=default_dir)
-    adopt_cmd.add_argument("--app", required=True, help="the app whose machines to adopt")
-    adopt_cmd.add_argument("--yes", action="store_true", help="adopt without asking")
-    add_lease_wait_flag(adopt_cmd)
-    add_grace_flag(adopt_cmd, what="the adoption")
-    add_output_flag(adopt_cmd)
-    add_embedded_flag(adopt_cmd, what="against the in-process emulator (a demonstration; no token)")
 
 
 def adopt(

@@ -1,10 +1,11 @@
 """``apply``: observe and plan every selected app, confirm, execute, report, pick an exit code.
 
-The CLI (and ``make demo``) call :func:`apply_apps`; the executor does the work per app, all
-apps concurrently and sharing its ``max_in_flight`` limiter.  Progress goes to a
-:class:`Reporter`: a live ``rich`` progress display on a terminal, one plain line per finished
-action otherwise (CI logs, journald).  :func:`exit_code` is the single mapping from results to
-the documented exit codes:
+The command (:mod:`controller.cli.apply_command`) and ``make demo`` call :func:`apply_apps`;
+the executor does the work per app, all apps concurrently and sharing its ``max_in_flight``
+limiter.  Progress goes to a :class:`Reporter`:
+a live ``rich`` progress display on a terminal, one plain line per finished action otherwise
+(CI logs, journald).  :func:`exit_code` is the single mapping from results to the documented
+exit codes:
 
 ====  ===============================================================================
 0     converged: every action ended ok or no-op
