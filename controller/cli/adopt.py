@@ -222,12 +222,12 @@ class _Adopt:
 
         await drained(run_all, self.interrupt, limiter=limiter, clock=clock, announce=announce)
         if self.interrupt.interrupted:
-            self.interrupted(proposal, results, tally)
+            self.report_interrupted(proposal, results, tally)
         if self.json:
             emit(document, results)
         return self.interrupt.exit_code if self.interrupt.interrupted else worst
 
-    def interrupted(
+    def report_interrupted(
         self, proposal: AdoptionPlan, results: list[dict[str, Any]], tally: _Tally
     ) -> None:
         """The end of an interrupted run: the adoption cut short (if any), the counts, and

@@ -23,7 +23,7 @@ from controller.cli.confirming import (
     add_output_flag,
 )
 from controller.cli.redacting import REDACTOR, error
-from controller.cli.run import add_run_parser
+from controller.cli.run import add_run_parser, cmd_run
 from controller.core.errors import ConfigError
 from controller.observability.logging import configure_logging
 
@@ -268,9 +268,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_apply(args)
     if args.command == "emulator":
         return _cmd_emulator(args)
-    if args.command == "run":
-        from controller.cli.run import cmd_run
-
+    if args.command == "run":  # its module imports the daemon's own in cmd_run
         return cmd_run(args)
     if args.command == "adopt":
         from controller.cli.adopt import cmd_adopt
