@@ -1,10 +1,11 @@
 """``apply``: observe and plan every selected app, confirm, execute, report, pick an exit code.
 
-The CLI (and ``make demo``) call :func:`apply_apps`; the executor does the work per app, all
-apps concurrently and sharing its ``max_in_flight`` limiter.  Progress goes to a
-:class:`Reporter`: a live ``rich`` progress display on a terminal, one plain line per finished
-action otherwise (CI logs, journald).  :func:`exit_code` is the single mapping from results to
-the documented exit codes:
+The command (:mod:`controller.cli.apply_command`) and ``make demo`` call :func:`apply_apps`;
+the executor does the work per app, all apps concurrently and sharing its ``max_in_flight``
+limiter.  Progress goes to a :class:`Reporter`:
+a live ``rich`` progress display on a terminal, one plain line per finished action otherwise
+(CI logs, journald).  :func:`exit_code` is the single mapping from results to the documented
+exit codes:
 
 ====  ===============================================================================
 0     converged: every action ended ok or no-op
@@ -18,11 +19,12 @@ When several apply, the most severe wins in the order 1, 4, 3, 0.  An apply inte
 Ctrl-C exits 130 (the shell's code for SIGINT), by SIGTERM 143, after printing ``interrupted``
 and the summary.
 
-**Ctrl-C** (:class:`Interrupt`, the daemon's drain reused): the first SIGINT/SIGTERM during
-execution lets no new machine operation start (the executor's in-flight limiter is closed,
-``total_tokens = 0``), lets the ones in flight finish within ``grace`` seconds, then cancels
-what is left; the executor releases every lease in shielded ``finally`` blocks, so cancelled
-work still lets go of its leases.  A second Ctrl-C cancels at once (leases are still released).
+**Ctrl-C** (:mod:`controller.cli.interrupting`, the daemon's drain reused): the first
+SIGINT/SIGTERM during execution lets no new machine operation start (the executor's in-flight
+limiter is closed, ``total_tokens = 0``), lets the ones in flight finish within ``grace``
+seconds, then cancels what is left; the executor releases every lease in shielded ``finally``
+blocks, so cancelled work still lets go of its leases.  A second Ctrl-C cancels at once
+(leases are still released).
 
 **Output**: on a terminal, a live progress bar per app with elapsed time and an ETA; off a
 terminal (CI logs, journald), one line per finished action, starting with a UTC timestamp and
@@ -35,7 +37,6 @@ in one line at the end; the plan shown first summarises long runs the same way
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -43,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import IO
 
 import anyio
-import anyio.abc
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -56,7 +56,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from controller.cli.confirming import DEFAULT_GRACE
+from controller.cli.interrupting import Interrupt, announcement, drained
 from controller.clock import Clock, SystemClock
 from controller.core.errors import FlyAPIError
 from controller.execution.executor import Executor
@@ -82,7 +82,6 @@ EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 EXIT_REFUSED = 4
-_DRAIN_POLL = 0.05
 
 
 def exit_code(results: Sequence[AppResult], *, blocked_apps: Sequence[str] = ()) -> int:
@@ -110,41 +109,6 @@ class ApplyReport:
     @property
     def has_changes(self) -> bool:
         return any(p.has_changes for p in self.plans)
-
-
-@dataclass
-class Interrupt:
-    """Signal handling for one apply (see the module docstring).
-
-    Every signal goes through :meth:`deliver`.  While machines are being changed,
-    :func:`apply_apps` installs ``during_execution`` (first signal: drain; second: cancel what
-    is in flight) and receives SIGINT itself; the CLI receives SIGTERM for the whole command
-    and, outside execution (no lease held), cancels the run at once.
-    """
-
-    grace: float = DEFAULT_GRACE
-    received: int = 0
-    first: signal.Signals | None = None
-    during_execution: Callable[[int], None] | None = None
-
-    @property
-    def interrupted(self) -> bool:
-        return self.received > 0
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the first signal's number: 130 for Ctrl-C, 143 for SIGTERM (shell codes)."""
-        return 128 + (self.first or signal.SIGINT)
-
-    def deliver(self, signum: signal.Signals) -> bool:
-        """Count ``signum``; True when execution took it (else the caller stops the run)."""
-        self.received += 1
-        if self.first is None:
-            self.first = signum
-        if self.during_execution is None:
-            return False
-        self.during_execution(self.received)
-        return True
 
 
 class Reporter:
@@ -260,11 +224,7 @@ class Reporter:
 
     def interrupting(self, grace: float) -> None:
         """The first Ctrl-C: say what happens next."""
-        self.console.print(
-            f"interrupted: no new machine operation starts; waiting up to {grace:g}s for the "
-            "ones in flight (Ctrl-C again to stop now; leases are released either way)",
-            markup=False,
-        )
+        self.console.print(announcement(grace), markup=False)
 
     def summary(
         self,
@@ -424,67 +384,18 @@ def not_run(plan: AppPlan, finished: Sequence[MachineResult]) -> int:
     return max(0, len(plan.changes) - ran)
 
 
-async def with_signals(run: Callable[[], Awaitable[int]], interrupt: Interrupt) -> int:
-    """Run ``run`` receiving SIGTERM (systemd, Kubernetes, CI timeouts) for the whole command.
-
-    During execution SIGTERM drains it like Ctrl-C (see :class:`Interrupt`); before or after,
-    when no lease is held, it cancels the run at once.  The exit code is then 128 + the first
-    signal: 143 for SIGTERM, 130 for Ctrl-C.  ``apply`` and ``restart`` run under it.
-    """
-    code = EXIT_ERROR
-    async with anyio.create_task_group() as tg:
-
-        async def receive() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-                async for signum in signals:
-                    if not interrupt.deliver(signum):
-                        tg.cancel_scope.cancel()
-                        return
-
-        tg.start_soon(receive)
-        code = await run()
-        tg.cancel_scope.cancel()
-    return interrupt.exit_code if interrupt.interrupted else code
-
-
 async def interruptible(
     run_all: Callable[[], Awaitable[None]],
     interrupt: Interrupt,
     executor: Executor,
     reporter: Reporter,
 ) -> None:
-    """``run_all`` with the drain on the first signal and the abort on the second."""
-    async with anyio.create_task_group() as tg:
-        work = anyio.CancelScope()
-
-        async def drain() -> None:
-            limiter = executor.limiter
-            limiter.total_tokens = 0  # nothing new starts; waiting operations stay waiting
-            deadline = executor.clock.monotonic() + interrupt.grace
-            while limiter.borrowed_tokens > 0 and executor.clock.monotonic() < deadline:
-                await executor.clock.sleep(_DRAIN_POLL)
-            work.cancel()  # what never started (waiting on the limiter) is cancelled here
-
-        def on_signal(count: int) -> None:
-            if count == 1:
-                reporter.interrupting(interrupt.grace)
-                tg.start_soon(drain)
-            else:
-                work.cancel()
-
-        async def ctrl_c(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-            # SIGINT is only taken over while machines change: at the confirmation prompt
-            # (a blocking input()) Python's KeyboardInterrupt must still work.
-            with anyio.open_signal_receiver(signal.SIGINT) as received:
-                task_status.started()
-                async for signum in received:
-                    interrupt.deliver(signum)
-
-        interrupt.during_execution = on_signal
-        try:
-            await tg.start(ctrl_c)
-            with work:
-                await run_all()
-        finally:
-            interrupt.during_execution = None
-        tg.cancel_scope.cancel()  # done (or drained): stop a drain still polling
+    """``run_all`` with the drain on the first signal and the abort on the second
+    (:func:`controller.cli.interrupting.drained` on the executor's in-flight limiter)."""
+    await drained(
+        run_all,
+        interrupt,
+        limiter=executor.limiter,
+        clock=executor.clock,
+        announce=reporter.interrupting,
+    )

@@ -1,5 +1,7 @@
-"""The composition root: parses arguments, builds settings, clients and clocks, maps outcomes
-to exit codes.  Nothing below this module reads ``sys.argv`` or the environment directly.
+"""The composition root: parses arguments and hands each command to its module, imported only
+when that command runs, so ``--help``, ``--version`` and ``validate`` start without the API
+client, the settings model, ``rich`` or the executor (see :func:`_dispatch`).  Nothing below
+this module reads ``sys.argv`` or the environment directly.
 
 User mistakes (a bad file, a bad setting, a missing token) end in one clear line on stderr and
 a non-zero exit code, never a traceback.
@@ -8,39 +10,25 @@ a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
-
-import anyio
-from pydantic import SecretStr, ValidationError
+from typing import Any
 
 from controller import __version__
-from controller.cli.adopt import add_adopt_parser, adoptable_lines, adoptable_records
-from controller.cli.confirming import add_grace_flag, add_lease_wait_flag, confirmed
-from controller.cli.restart import add_restart_parser
+from controller.cli.confirming import (
+    add_embedded_flag,
+    add_grace_flag,
+    add_lease_wait_flag,
+    add_output_flag,
+)
+from controller.cli.redacting import REDACTOR, error
 from controller.cli.run import add_run_parser, cmd_run
-from controller.cli.targeting import add_targeting_arguments, targeted
-from controller.clock import SystemClock
-from controller.core.errors import ConfigError, FlyAPIError
-from controller.execution.reconciler import list_desired
-from controller.flyapi import MachinesClient
-from controller.loading.loader import LoadResult, load_dir
-from controller.model.actual import LiveMachine
-from controller.model.desired import DesiredApp
-from controller.observability.logging import Redactor, configure_logging
-from controller.planning.adopt import match
-from controller.planning.normalize import sensitive_values
-from controller.planning.plan import AppPlan, plan
-from controller.planning.render import PlanError, render, to_document
-from controller.settings import Settings
+from controller.core.errors import ConfigError
+from controller.observability.logging import configure_logging
 
 EXIT_OK = 0
 EXIT_ERROR = 1
-EXIT_CHANGES = 2  # plan --detailed-exitcode: changes present
 EXIT_USAGE = 2  # argparse.error() exits with it
 
 DEFAULT_DIR = Path("desired_state")
@@ -60,7 +48,8 @@ exit codes:
              130 interrupted (Ctrl-C: operations in flight finish within --grace,
              leases released), 143 on SIGTERM
   adopt      0 adopted (or nothing to adopt); 1 error or no confirmation;
-             4 a machine changed since listed, or its lease stayed held
+             4 a machine changed since listed, or its lease stayed held; 130 / 143
+             interrupted like apply (the adoption in flight finishes within --grace)
   restart    0 every machine restarted (or none running); 1 error or no
              confirmation; 3 partial (halted rollout, unhealthy, changed meanwhile);
              4 leases still held by someone else after --lease-wait; 130 / 143
@@ -106,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
     plan_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
-    add_targeting_arguments(plan_cmd, prune=True)
+    _add_targeting_arguments(plan_cmd, prune=True)
     plan_cmd.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -132,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan against the in-process emulator seeded with a drifted fleet (no token)",
     )
     add_run_parser(sub)
-    add_adopt_parser(sub, DEFAULT_DIR)
-    add_restart_parser(sub, DEFAULT_DIR)
+    _add_adopt_parser(sub)
+    _add_restart_parser(sub)
 
     apply_cmd = sub.add_parser(
         "apply",
@@ -144,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
     apply_cmd.add_argument("--app", action="append", help="only this app (repeatable)")
-    add_targeting_arguments(apply_cmd, prune=False)
+    _add_targeting_arguments(apply_cmd, prune=False)
     apply_cmd.add_argument("--yes", action="store_true", help="apply without asking")
     apply_cmd.add_argument(
         "--plan",
@@ -189,299 +178,109 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_targeting_arguments(parser: argparse.ArgumentParser, *, prune: bool) -> None:
+    """``--group`` (repeatable); with ``prune``, also ``plan --prune`` (a preview of apply's)."""
+    parser.add_argument(
+        "--group",
+        action="append",
+        metavar="GROUP",
+        help="only this group's machines (repeatable); other groups are left alone",
+    )
+    if prune:
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            default=None,
+            help="preview apply --prune: also destroy managed machines of undeclared groups",
+        )
+
+
+def _add_adopt_parser(sub: Any) -> None:
+    """The ``adopt`` subcommand (:mod:`controller.cli.adopt`)."""
+    adopt_cmd = sub.add_parser(
+        "adopt",
+        help="take over unmanaged machines (e.g. made by fly deploy) into free slots",
+        description="Match machines without reconciler/managed metadata to the free slots of "
+        "APP's groups (same config first, then same image), show it, and on confirmation "
+        "write the slot metadata under a lease with current_version.",
+    )
+    adopt_cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
+    adopt_cmd.add_argument("--app", required=True, help="the app whose machines to adopt")
+    adopt_cmd.add_argument("--yes", action="store_true", help="adopt without asking")
+    add_lease_wait_flag(adopt_cmd)
+    add_grace_flag(adopt_cmd, what="the adoption")
+    add_output_flag(adopt_cmd)
+    add_embedded_flag(adopt_cmd, what="against the in-process emulator (a demonstration; no token)")
+
+
+def _add_restart_parser(sub: Any) -> None:
+    """The ``restart`` subcommand (:mod:`controller.cli.restart`)."""
+    cmd = sub.add_parser(
+        "restart",
+        help="rolling restart of an app's machines (in each group's window, health-gated)",
+        description="Restart every running managed machine of APP (or of --group): under its "
+        "lease, max_unavailable at a time, each waited for until healthy; an unhealthy "
+        "machine halts its group.",
+    )
+    cmd.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, metavar="DIR")
+    cmd.add_argument("--app", required=True, help="the app whose machines to restart")
+    cmd.add_argument(
+        "--group",
+        action="append",
+        metavar="GROUP",
+        help="only this group's machines (repeatable)",
+    )
+    cmd.add_argument("--yes", action="store_true", help="restart without asking")
+    add_lease_wait_flag(cmd)
+    add_grace_flag(cmd, what="restarts")
+    add_output_flag(cmd)
+    add_embedded_flag(cmd, what="against the in-process emulator (a demonstration; no token)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``machine-reconciler`` console script."""
     args = build_parser().parse_args(argv)
     if args.command != "run":  # the daemon configures its own (JSON) logging
         configure_logging(fmt="text", level=args.log_level, redactor=REDACTOR)
     try:
-        if args.command == "validate":
-            return _cmd_validate(args)
-        if args.command == "plan":
-            return _cmd_plan(args)
-        if args.command == "apply":
-            return _cmd_apply(args)
-        if args.command == "emulator":
-            return _cmd_emulator(args)
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "adopt":
-            return _cmd_adopt(args)
-        if args.command == "restart":
-            return _cmd_restart(args)
-        from controller.cli.demo import run_demo  # args.command == "demo" (argparse enforces it)
-
-        return run_demo()
+        return _dispatch(args)
     except ConfigError as exc:
-        _error(str(exc))
+        error(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:  # before or after execution (which handles its own Ctrl-C)
         print("\ninterrupted: nothing more was started", file=sys.stderr)
         return 130
 
 
-#: Masks the token and every desired-state env value in whatever the one-shot commands log.
-REDACTOR = Redactor()
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run ``args.command``, importing its module now: each command pays for its own imports."""
+    if args.command == "validate":
+        from controller.cli.desired import cmd_validate
 
+        return cmd_validate(args)
+    if args.command == "plan":
+        from controller.cli.plan import cmd_plan
 
-def _error(message: str) -> None:
-    print(f"machine-reconciler: error: {REDACTOR.redact(message)}", file=sys.stderr)
+        return cmd_plan(args)
+    if args.command == "apply":
+        from controller.cli.apply_command import cmd_apply
 
+        return cmd_apply(args)
+    if args.command == "emulator":
+        return _cmd_emulator(args)
+    if args.command == "run":  # its module imports the daemon's own in cmd_run
+        return cmd_run(args)
+    if args.command == "adopt":
+        from controller.cli.adopt import cmd_adopt
 
-# ---------------------------------------------------------------------------------- validate
+        return cmd_adopt(args)
+    if args.command == "restart":
+        from controller.cli.restart import cmd_restart
 
+        return cmd_restart(args)
+    from controller.cli.demo import run_demo  # args.command == "demo" (argparse enforces it)
 
-def _load(directory: Path) -> LoadResult:
-    if not directory.is_dir():
-        raise ConfigError(f"desired-state directory not found: {directory}")
-    loaded = load_dir(directory)
-    REDACTOR.update(sensitive_values(loaded.apps.values()))
-    for error in loaded.errors:
-        print(str(error), file=sys.stderr)
-    return loaded
-
-
-def unnamed_bad_files(loaded: LoadResult) -> list[str]:
-    """Files with errors that name no app (empty, a list, unreadable, not UTF-8), labelled."""
-    claimed = {file for files in loaded.blocked.values() for file in files}
-    bad = sorted({e.file for e in loaded.errors} - claimed)
-    return [f"{Path(file).name} (no app name)" for file in bad]
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    loaded = _load(args.dir)
-    if not loaded.ok:
-        blocked = ", ".join(sorted(loaded.blocked)) or "(unnamed)"
-        _error(f"{len(loaded.errors)} error(s); blocked app(s): {blocked}")
-        return EXIT_ERROR
-    print(f"ok: {len(loaded.apps)} app(s) in {len(loaded.files)} file(s)")
-    return EXIT_OK
-
-
-# -------------------------------------------------------------------------------------- plan
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {field}: {first['msg']}") from None
-
-
-@asynccontextmanager
-async def _client(apps: Sequence[DesiredApp], *, embedded: bool) -> AsyncIterator[MachinesClient]:
-    """The API client: against Fly per the settings, or against the embedded emulator."""
-    if embedded:
-        from controller.cli.demo import EMBEDDED_TOKEN, EMBEDDED_URL, embedded_emulator
-        from controller.emulator import EmulatorTransport
-
-        emulator = await embedded_emulator(apps)
-        settings = Settings(api_url=EMBEDDED_URL, api_token=SecretStr(EMBEDDED_TOKEN))
-        transport = EmulatorTransport(emulator)
-        client = MachinesClient.from_settings(
-            settings, clock=SystemClock(), rng=random.Random(), transport=transport
-        )
-    else:
-        settings = _settings()
-        if settings.api_token is not None:
-            REDACTOR.add_secrets(settings.api_token.get_secret_value())
-        client = MachinesClient.from_settings(settings, clock=SystemClock(), rng=random.Random())
-    async with client:
-        yield client
-
-
-def _selected(loaded: LoadResult, names: Sequence[str] | None) -> list[DesiredApp]:
-    if not names:
-        return list(loaded.apps.values())
-    unknown = [n for n in names if n not in loaded.apps and n not in loaded.blocked]
-    if unknown:
-        raise ConfigError(f"no desired-state file declares app(s): {', '.join(unknown)}")
-    return [loaded.apps[n] for n in names if n in loaded.apps]
-
-
-async def _plan_apps(
-    apps: Sequence[DesiredApp],
-    *,
-    embedded: bool,
-    prune: bool | None = None,
-    lives: dict[str, tuple[LiveMachine, ...]] | None = None,
-) -> tuple[list[AppPlan], list[PlanError]]:
-    """Plan every app; ``lives`` (when given) receives each app's live machines."""
-    plans: list[AppPlan] = []
-    failures: list[PlanError] = []
-    async with _client(apps, embedded=embedded) as client:
-        for desired in apps:
-            try:
-                live, missing = await list_desired(client, desired)
-            except FlyAPIError as exc:
-                failures.append(
-                    PlanError(
-                        app=desired.app,
-                        error_class=exc.error_class,
-                        message=REDACTOR.redact(f"listing machines failed: {exc}"),
-                        request_id=exc.request_id,
-                    )
-                )
-                continue
-            plans.append(plan(desired, live, prune=prune, app_missing=missing))
-            if lives is not None:
-                lives[desired.app] = live
-    return plans, failures
-
-
-def _invalid(loaded: LoadResult, names: Sequence[str] | None) -> list[PlanError]:
-    """The selected apps whose desired-state file is invalid, as plan errors."""
-    return [
-        PlanError(
-            app=app,
-            error_class="invalid_desired_state",
-            message=f"desired-state file invalid: {', '.join(files)} (see the errors above)",
-        )
-        for app, files in sorted(loaded.blocked.items())
-        if not names or app in names
-    ]
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    loaded = _load(args.dir)
-    apps = targeted(_selected(loaded, args.app), args)
-    lives: dict[str, tuple[LiveMachine, ...]] = {}
-    plans, failures = anyio.run(
-        lambda: _plan_apps(apps, embedded=args.embedded, prune=args.prune, lives=lives)
-    )
-    errors = [*failures, *_invalid(loaded, args.app)]
-    if args.out is not None and not errors:  # a plan missing an app is not saved
-        from controller.cli.planfile import write_plan
-
-        by_app = {a.app: a for a in apps}
-        write_plan(args.out, [(by_app[p.app], p, lives[p.app]) for p in plans], prune=args.prune)
-    by_name = {a.app: a for a in apps}
-    adoptable = [match(by_name[p.app], lives[p.app]) for p in plans if p.unmanaged]
-    if args.output == "json":
-        document = to_document(plans, errors)
-        document["adoptable"] = adoptable_records(adoptable)
-        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    else:
-        sys.stdout.write(render(plans, errors))
-        for line in adoptable_lines(adoptable, str(args.dir)):
-            print(line)
-    for failure in failures:
-        _error(f"{failure.app}: {failure.message}")
-    if errors or (not loaded.ok and not args.app):
-        return EXIT_ERROR
-    if args.detailed_exitcode and any(p.has_changes or p.drift for p in plans):
-        return EXIT_CHANGES  # detect_only drift counts: the fleet is not as declared
-    return EXIT_OK
-
-
-# ------------------------------------------------------------------------------------- apply
-
-
-def _cmd_apply(args: argparse.Namespace) -> int:
-    from controller.cli.apply import EXIT_ERROR as APPLY_ERROR
-    from controller.cli.apply import Interrupt, Reporter, apply_apps, exit_code, with_signals
-    from controller.execution.executor import Executor
-    from controller.execution.rollout import ExecutorSettings
-
-    if args.lease_wait < 0:
-        raise ConfigError("--lease-wait must be >= 0")
-    if args.plan is not None:
-        return _cmd_apply_saved(args)
-    if args.grace < 0:
-        raise ConfigError("--grace must be >= 0")
-    loaded = _load(args.dir)
-    apps = targeted(_selected(loaded, args.app), args)
-    blocked = sorted(a for a in loaded.blocked if not args.app or a in args.app)
-    if not args.app:  # a file whose app is unknown may hold any app: never "converged"
-        blocked += unnamed_bad_files(loaded)
-    reporter = Reporter(redact=REDACTOR.redact)
-    interrupt = Interrupt(grace=args.grace)
-
-    async def run() -> int:
-        async with _client(apps, embedded=args.embedded) as client:
-            executor = Executor(
-                client,
-                clock=SystemClock(),
-                rng=random.Random(),
-                settings=ExecutorSettings.from_settings(_settings(), lease_wait=args.lease_wait),
-                on_event=reporter.event,
-            )
-            report = await apply_apps(
-                apps,
-                executor=executor,
-                reporter=reporter,
-                confirm=lambda _plans: confirmed(
-                    yes=args.yes, verb="apply", question="Apply these changes?"
-                ),
-                prune=args.prune,
-                allow_empty=args.allow_empty,
-                interrupt=interrupt,
-            )
-        if report.interrupted:
-            reporter.summary(report.results, blocked, left=report.left)
-            return interrupt.exit_code
-        if not report.applied:
-            return APPLY_ERROR
-        if report.has_changes or blocked or any(r.failed for r in report.results):
-            reporter.summary(report.results, blocked)
-        return exit_code(report.results, blocked_apps=blocked)
-
-    return anyio.run(with_signals, run, interrupt)
-
-
-def _one_app(args: argparse.Namespace) -> DesiredApp:
-    """The ``--app`` of a one-app command (``adopt``, ``restart``); a bad file is an error."""
-    loaded = _load(args.dir)
-    if args.app in loaded.blocked:
-        raise ConfigError(f"the desired-state file of app {args.app} is invalid")
-    [desired] = _selected(loaded, [args.app])
-    return desired
-
-
-def _cmd_adopt(args: argparse.Namespace) -> int:
-    from controller.cli.adopt import adopt
-
-    return adopt(
-        args,
-        _one_app(args),
-        client=lambda apps: _client(apps, embedded=args.embedded),
-        redact=REDACTOR.redact,
-    )
-
-
-def _cmd_restart(args: argparse.Namespace) -> int:
-    from controller.cli.restart import restart
-
-    return restart(
-        args,
-        _one_app(args),
-        client=lambda apps: _client(apps, embedded=args.embedded),
-        redact=REDACTOR.redact,
-    )
-
-
-def _cmd_apply_saved(args: argparse.Namespace) -> int:
-    """``apply --plan FILE``: apps, groups and --prune come from the file."""
-    from controller.cli.planfile import apply_saved
-
-    if args.app or args.group or args.prune is not None or args.allow_empty:
-        raise ConfigError(
-            "--plan applies the saved plan's apps, groups and --prune/--allow-empty; "
-            "do not pass --app, --group, --prune or --allow-empty with it"
-        )
-    return apply_saved(
-        args.plan,
-        loaded=_load(args.dir),
-        directory=args.dir,
-        client=lambda apps: _client(apps, embedded=args.embedded),
-        lease_wait=args.lease_wait,
-        redact=REDACTOR.redact,
-    )
-
-
-# ---------------------------------------------------------------------------------- emulator
+    return run_demo()
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ __all__ = [
     "add_embedded_flag",
     "add_grace_flag",
     "add_lease_wait_flag",
+    "add_output_flag",
     "confirmed",
 ]
 
@@ -73,4 +74,15 @@ def add_grace_flag(parser: argparse.ArgumentParser, *, what: str) -> None:
         default=DEFAULT_GRACE,
         metavar="SECONDS",
         help=f"on Ctrl-C, how long {what} in flight may finish (default: {DEFAULT_GRACE:g})",
+    )
+
+
+def add_output_flag(parser: argparse.ArgumentParser) -> None:
+    """``--output text|json`` (:mod:`controller.cli.jsonout`)."""
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text (default) or json: one document on stdout, plan's schema plus results "
+        "(controller/planning/plan-output.schema.json); the text goes to stderr",
     )

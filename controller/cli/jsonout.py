@@ -15,7 +15,6 @@ does), and exits 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -23,18 +22,7 @@ from typing import Any
 
 from controller.execution.outcomes import MachineResult
 
-__all__ = ["add_output_flag", "emit", "from_result", "result_record"]
-
-
-def add_output_flag(parser: argparse.ArgumentParser) -> None:
-    """``--output text|json`` (see the module docstring)."""
-    parser.add_argument(
-        "--output",
-        choices=["text", "json"],
-        default="text",
-        help="text (default) or json: one document on stdout, plan's schema plus results "
-        "(controller/planning/plan-output.schema.json); the text goes to stderr",
-    )
+__all__ = ["emit", "from_result", "result_record"]
 
 
 def result_record(

@@ -8,7 +8,7 @@ update waiter, halting the group on a machine that does not come back healthy.  
 Fly's per-machine restart limit are waited out, not failed
 (:mod:`controller.execution.transitions`).
 
-**Ctrl-C / SIGTERM** drain it as they drain ``apply`` (:class:`controller.cli.apply.Interrupt`):
+**Ctrl-C / SIGTERM** drain it as they drain ``apply`` (:mod:`controller.cli.interrupting`):
 no new restart starts, the ones in flight finish within ``--grace``, every lease is released,
 ``interrupted`` and the summary (with a "not run" column) are printed, exit 130 / 143; a second
 signal stops at once (leases are still released).
@@ -30,18 +30,16 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import anyio
 
-from controller.cli.confirming import (
-    add_embedded_flag,
-    add_grace_flag,
-    add_lease_wait_flag,
-    confirmed,
-)
-from controller.cli.jsonout import add_output_flag, emit, from_result
+from controller.cli.client import client
+from controller.cli.confirming import confirmed
+from controller.cli.desired import one_app
+from controller.cli.interrupting import Interrupt, with_signals
+from controller.cli.jsonout import emit, from_result
+from controller.cli.redacting import REDACTOR
 from controller.cli.targeting import targeted
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
@@ -62,39 +60,22 @@ from controller.planning.render import (
 )
 from controller.planning.restarting import RestartPlan, restart_plan
 
-if TYPE_CHECKING:  # imported when a restart runs (rich): --help stays quick to start
-    from controller.cli.apply import Interrupt
-
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 
-__all__ = ["add_restart_parser", "restart", "restart_document"]
+__all__ = ["cmd_restart", "restart", "restart_document"]
 
 ClientFactory = Callable[[Sequence[DesiredApp]], AbstractAsyncContextManager[MachinesClient]]
 
 
-def add_restart_parser(sub: Any, default_dir: Path) -> None:
-    """The ``restart`` subcommand."""
-    cmd = sub.add_parser(
-        "restart",
-        help="rolling restart of an app's machines (in each group's window, health-gated)",
-        description="Restart every running managed machine of APP (or of --group): under its "
-        "lease, max_unavailable at a time, each waited for until healthy; an unhealthy "
-        "machine halts its group.",
+def cmd_restart(args: argparse.Namespace) -> int:
+    """``restart``: the exit code (see the module docstring)."""
+    return restart(
+        args,
+        one_app(args),
+        client=lambda apps: client(apps, embedded=args.embedded),
+        redact=REDACTOR.redact,
     )
-    cmd.add_argument("dir", nargs="?", type=Path, default=default_dir, metavar="DIR")
-    cmd.add_argument("--app", required=True, help="the app whose machines to restart")
-    cmd.add_argument(
-        "--group",
-        action="append",
-        metavar="GROUP",
-        help="only this group's machines (repeatable)",
-    )
-    cmd.add_argument("--yes", action="store_true", help="restart without asking")
-    add_lease_wait_flag(cmd)
-    add_grace_flag(cmd, what="restarts")
-    add_output_flag(cmd)
-    add_embedded_flag(cmd, what="against the in-process emulator (a demonstration; no token)")
 
 
 def restart(
@@ -105,8 +86,6 @@ def restart(
     redact: Callable[[str], str],
 ) -> int:
     """Run ``restart`` for one app; the exit code."""
-    from controller.cli.apply import Interrupt, with_signals  # rich: only when a restart runs
-
     if args.lease_wait < 0:
         raise ConfigError("--lease-wait must be >= 0")
     if args.grace < 0:

@@ -29,15 +29,16 @@ import anyio
 import anyio.abc
 
 from controller.core.errors import ConfigError
-from controller.settings import DaemonSettings, load_daemon_settings
 
 if TYPE_CHECKING:
     from controller.daemon.loop import Daemon
     from controller.daemon.sdnotify import Notifier
     from controller.observability.logging import Redactor
+    from controller.settings import DaemonSettings
 
-# The daemon's own modules (apscheduler, prometheus-client, uvicorn) are imported by cmd_run
-# only: every other command of the CLI starts without them.
+# The daemon's own modules (apscheduler, prometheus-client, uvicorn) and its settings model
+# (pydantic-settings) are imported by cmd_run only: every other command of the CLI, and
+# --help, start without them.
 
 __all__ = ["add_run_parser", "cmd_run"]
 
@@ -138,6 +139,8 @@ def _error(message: str) -> None:
 
 def _settings(args: argparse.Namespace) -> DaemonSettings:
     """The settings, checked for what the daemon cannot start without."""
+    from controller.settings import load_daemon_settings
+
     settings = load_daemon_settings(settings_overrides(args), config_file=args.config)
     if settings.api_token is None or not settings.api_token.get_secret_value().strip():
         raise ConfigError(

@@ -1,4 +1,5 @@
-"""``--group`` and ``--prune`` on ``plan``/``apply``, and pause markers, for the CLI.
+"""What ``--group`` and pause markers leave of the selected apps, for the CLI (the flags
+themselves are declared with the parser, :mod:`controller.cli.commands`).
 
 :func:`targeted` turns the selected apps into what may be planned: narrowed to ``--group``
 (an unknown group name is an error, not an empty plan) and paused where the desired-state
@@ -16,24 +17,7 @@ from controller.loading.pausing import marker_reason
 from controller.model.desired import DesiredApp
 from controller.planning.targeting import narrow_groups, pause, unknown_groups
 
-__all__ = ["add_targeting_arguments", "targeted"]
-
-
-def add_targeting_arguments(parser: argparse.ArgumentParser, *, prune: bool) -> None:
-    """``--group`` (repeatable); with ``prune``, also ``plan --prune`` (a preview of apply's)."""
-    parser.add_argument(
-        "--group",
-        action="append",
-        metavar="GROUP",
-        help="only this group's machines (repeatable); other groups are left alone",
-    )
-    if prune:
-        parser.add_argument(
-            "--prune",
-            action="store_true",
-            default=None,
-            help="preview apply --prune: also destroy managed machines of undeclared groups",
-        )
+__all__ = ["targeted"]
 
 
 def targeted(apps: Sequence[DesiredApp], args: argparse.Namespace) -> list[DesiredApp]:

@@ -13,7 +13,7 @@ from controller.cli.commands import build_parser, main
 from controller.observability.alerts import Condition
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-COMMANDS = ("validate", "plan", "apply", "run", "emulator", "demo", "restart")
+COMMANDS = ("validate", "plan", "apply", "run", "emulator", "demo", "restart", "adopt")
 
 
 def _usage_block() -> str:
