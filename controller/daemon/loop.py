@@ -640,10 +640,12 @@ class Daemon:
         if self.stopping:
             self._stop.set()
         self.started_at = self.clock.monotonic()
-        await self.reload()
         self._watcher = watcher
         if watcher is not None:
+            # Before reading, as every reload does: a file changed while the first load reads
+            # (in a worker thread) is seen as a change afterwards, not taken as already loaded.
             watcher.rebase()
+        await self.reload()
         self.notifier.ready(self.summary())
         background = anyio.CancelScope()
         async with anyio.create_task_group() as tg:

@@ -12,6 +12,12 @@ vanished between the listing and the ``stat``.  So creating one triggers a reloa
 the reload alerts (``bad_desired_state``) instead of the entry waiting, unseen, for the next
 reload made for another reason.
 
+Size, mtime and inode can miss an edit: two same-size writes within one tick of the
+filesystem's clock (a few milliseconds) leave all three equal, and the daemon would never see
+the second (git calls this a "racy" entry).  So a file modified within :data:`RACY_SECONDS` of
+a look is also hashed; an older file is only hashed again when its ``stat`` changed, which
+costs nothing in the steady state.
+
 Why polling and not inotify (``watchfiles``): a handful of ``stat`` calls twice a second costs
 nothing; it sees Kubernetes ConfigMap updates, which swap a ``..data`` symlink and which
 inotify watchers on the directory commonly miss; it works the same on every platform and
@@ -22,8 +28,10 @@ not watched: send SIGHUP after changing one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -31,30 +39,59 @@ from controller.clock import Clock
 
 __all__ = ["UNREADABLE", "DirWatcher", "Snapshot", "snapshot"]
 
-Snapshot = frozenset[tuple[str, int, int, int]]
-"""(name, size, mtime in ns, inode) of every desired-state entry; empty if the dir is gone."""
+Snapshot = frozenset[tuple[str, int, int, int, str]]
+"""(name, size, mtime in ns, inode, content digest) of every desired-state entry (the digest is
+"" for an entry that is not a readable file); empty if the dir is gone."""
 
 _SUFFIXES = (".yaml", ".yml")
 #: Looks before a change that never settles is reported anyway (files rewritten non-stop).
 _MAX_SETTLE_LOOKS = 20
 #: The size recorded for an entry that cannot be read as a regular file.
 UNREADABLE = -1
+#: A file modified this recently (seconds) may change again within one mtime tick: hash it.
+RACY_SECONDS = 2.0
+#: Files larger than this are not hashed (past the loader's 1 MiB ``LoadLimits.max_bytes``).
+_HASH_LIMIT = 1 << 20
 
 
-def snapshot(directory: Path) -> Snapshot:
-    """The current state of the entries :func:`controller.loading.loader.load_dir` would read."""
-    entries: set[tuple[str, int, int, int]] = set()
+def snapshot(directory: Path, previous: Snapshot = frozenset()) -> Snapshot:
+    """The current state of the entries :func:`controller.loading.loader.load_dir` would read.
+
+    A regular file's digest is taken over from ``previous`` when its size, mtime and inode are
+    unchanged and it was not modified within :data:`RACY_SECONDS`; otherwise it is read and
+    hashed.
+    """
+    entries: set[tuple[str, int, int, int, str]] = set()
     try:
         names = os.listdir(directory)
     except OSError:
         return frozenset()
+    known = {(name, size, mtime, ino): digest for name, size, mtime, ino, digest in previous}
+    racy_since = time.time_ns() - int(RACY_SECONDS * 1e9)
     for name in names:
         if name.startswith(".") or not name.endswith(_SUFFIXES):
             continue
         entry = _entry(directory / name)
-        if entry is not None:
-            entries.add((name, *entry))
+        if entry is None:
+            continue
+        size, mtime, ino = entry
+        digest = ""
+        if size != UNREADABLE:
+            digest = known.get((name, *entry), "") if mtime < racy_since else ""
+            if not digest:
+                digest = _digest(directory / name, size)
+        entries.add((name, size, mtime, ino, digest))
     return frozenset(entries)
+
+
+def _digest(path: Path, size: int) -> str:
+    """A digest of the file's content ("-" when it is too large or cannot be read now)."""
+    if size > _HASH_LIMIT:
+        return "-"
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    except OSError:
+        return "-"
 
 
 def _entry(path: Path) -> tuple[int, int, int] | None:
@@ -91,12 +128,12 @@ class DirWatcher:
 
     def rebase(self) -> None:
         """Take the current state as seen (after a reload made for another reason)."""
-        self._last = snapshot(self.directory)
+        self._last = snapshot(self.directory, self._last)
 
     def check(self) -> bool:
         """One look without waiting: True if the files differ from the last look (and the
         difference is now taken as seen)."""
-        current = snapshot(self.directory)
+        current = snapshot(self.directory, self._last)
         if current == self._last:
             return False
         self._last = current
@@ -106,12 +143,12 @@ class DirWatcher:
         """Yield the new snapshot after every settled change, forever."""
         while True:
             await self._clock.sleep(self.poll)
-            current = snapshot(self.directory)
+            current = snapshot(self.directory, self._last)
             if current == self._last:
                 continue
             for _ in range(_MAX_SETTLE_LOOKS):  # debounce: until two looks agree
                 await self._clock.sleep(self.debounce)
-                settled = snapshot(self.directory)
+                settled = snapshot(self.directory, current)
                 if settled == current:
                     break
                 current = settled

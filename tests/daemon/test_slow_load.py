@@ -54,7 +54,9 @@ async def test_healthz_and_a_rollout_go_on_while_a_file_is_parsed(desired: Path)
     async with daemon_world(desired, apps=("web", "api"), load=slow, offload=in_thread) as w:
         await w.until(lambda: w.daemon.passes >= 1 and w.daemon.results["web"].converged)
         w.write("web.yaml", app_file("web", image=IMAGE_V2))
-        await w.until(lambda: IMAGE_V2 in w.images("web"))  # the rollout is under way
+        # The reload runs in a worker thread, and while it does every task waits, so the
+        # virtual clock jumps from sleeper to sleeper: give it virtual time to spare.
+        await w.until(lambda: IMAGE_V2 in w.images("web"), within=3600)  # the rollout is on
         slow.armed = True
         w.write("api.yaml", app_file("api"))
         await w.until(slow.entered.is_set, within=600)
@@ -69,3 +71,25 @@ async def test_healthz_and_a_rollout_go_on_while_a_file_is_parsed(desired: Path)
         await w.until(lambda: "api" in w.daemon.apps, within=600)
         assert slow.released_in_time, "the load waited for the test, not for its give-up time"
         await w.until(lambda: len(w.machines("api")) == 2, within=600)
+
+
+async def test_a_file_changed_while_the_first_load_reads_is_seen_afterwards(
+    desired: Path,
+) -> None:
+    """The file changes after the first load read it and before that load returns (the daemon
+    was just started; the load runs in a worker thread): the watcher's baseline was taken
+    before the read, so the change is picked up and rolled out, not taken as loaded."""
+    calls = 0
+
+    def load_then_edit(directory: Path) -> LoadResult:
+        nonlocal calls
+        calls += 1
+        result = load_dir(directory)
+        if calls == 1:  # a comment changes the size: mtimes within one clock tick can tie
+            edited = app_file("web", image=IMAGE_V2) + "# edited during the first load\n"
+            (directory / "web.yaml").write_text(edited)
+        return result
+
+    async with daemon_world(desired, interval=3600, load=load_then_edit) as w:
+        await w.until(lambda: w.images("web") == [IMAGE_V2] * 2, within=60)
+        assert calls >= 2, "the change was loaded by a second reload"
