@@ -39,18 +39,19 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import anyio
 
 from controller.cli.client import client
 from controller.cli.confirming import confirmed
 from controller.cli.desired import one_app
-from controller.cli.interrupting import Interrupt, announcement, drained, with_signals
+from controller.cli.interrupting import announcement, drained
 from controller.cli.jsonout import emit, result_record
+from controller.cli.oneapp import ClientFactory, OneAppRun, run_one_app
 from controller.cli.redacting import REDACTOR
 from controller.clock import SystemClock
-from controller.core.errors import ConfigError, FlyAPIError, VersionConflict
+from controller.core.errors import FlyAPIError, VersionConflict
 from controller.core.outcomes import Outcome
 from controller.execution.leasing import LeaseBusy, Leaser
 from controller.execution.operations import to_live_machine
@@ -79,8 +80,6 @@ ADOPTED = "adopted"
 _SEVERITY = {EXIT_OK: 0, EXIT_REFUSED: 1, EXIT_ERROR: 2}
 WAIT_SECONDS = 60
 
-ClientFactory = Callable[[Sequence[DesiredApp]], AbstractAsyncContextManager[MachinesClient]]
-
 
 def cmd_adopt(args: argparse.Namespace) -> int:
     """``adopt``: the exit code (see the module docstring)."""
@@ -100,13 +99,7 @@ def adopt(
     redact: Callable[[str], str],
 ) -> int:
     """Run ``adopt`` for one app; the exit code."""
-    if args.lease_wait < 0:
-        raise ConfigError("--lease-wait must be >= 0")
-    if args.grace < 0:
-        raise ConfigError("--grace must be >= 0")
-    interrupt = Interrupt(grace=args.grace)
-    run = _Adopt(args, desired, client=client, redact=redact, interrupt=interrupt)
-    return anyio.run(with_signals, run.run, interrupt)
+    return run_one_app(_Adopt, args, desired, client=client, redact=redact)
 
 
 @dataclass
@@ -134,30 +127,10 @@ class _Tally:
             self.left_alone += 1
 
 
-class _Adopt:
+class _Adopt(OneAppRun):
     """One ``adopt`` run: list, show, confirm, adopt one machine at a time, report."""
 
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        desired: DesiredApp,
-        *,
-        client: ClientFactory,
-        redact: Callable[[str], str],
-        interrupt: Interrupt,
-    ) -> None:
-        self.args = args
-        self.desired = desired
-        self.client = client
-        self.redact = redact
-        self.interrupt = interrupt
-        self.json = args.output == "json"
-        # --output json keeps stdout for the document: the text goes to stderr.
-        self.text: IO[str] = sys.stderr if self.json else sys.stdout
-        self.in_flight: _InFlight | None = None
-
-    def say(self, line: str) -> None:
-        print(self.redact(line), file=self.text, flush=True)
+    in_flight: _InFlight | None = None
 
     async def run(self) -> int:
         app = self.desired.app

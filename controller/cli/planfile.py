@@ -21,19 +21,18 @@ import random
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
 
 from controller.cli.apply import EXIT_ERROR, EXIT_REFUSED, Reporter, exit_code
+from controller.cli.oneapp import ClientFactory
 from controller.clock import SystemClock
 from controller.core.errors import ConfigError, FlyAPIError
 from controller.execution.executor import Executor
 from controller.execution.outcomes import AppResult, one_line
 from controller.execution.reconciler import Observed, execute_observed, observe_and_plan
 from controller.execution.rollout import ExecutorSettings
-from controller.flyapi import MachinesClient
 from controller.loading.loader import LoadResult
 from controller.loading.pausing import marker_reason
 from controller.model.actual import LiveMachine
@@ -43,8 +42,6 @@ from controller.planning.planfile import PlanFileInvalid, SavedPlan, build, chec
 from controller.planning.targeting import narrow_groups, pause
 
 __all__ = ["apply_saved", "read_plan", "write_plan"]
-
-ClientFactory = Callable[[Sequence[DesiredApp]], AbstractAsyncContextManager[MachinesClient]]
 
 
 def write_plan(

@@ -28,17 +28,14 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import IO, Any
-
-import anyio
+from collections.abc import Callable
+from typing import Any
 
 from controller.cli.client import client
 from controller.cli.confirming import confirmed
 from controller.cli.desired import one_app
-from controller.cli.interrupting import Interrupt, with_signals
 from controller.cli.jsonout import emit, from_result
+from controller.cli.oneapp import ClientFactory, OneAppRun, run_one_app
 from controller.cli.redacting import REDACTOR
 from controller.cli.targeting import targeted
 from controller.clock import SystemClock
@@ -65,8 +62,6 @@ EXIT_ERROR = 1
 
 __all__ = ["cmd_restart", "restart", "restart_document"]
 
-ClientFactory = Callable[[Sequence[DesiredApp]], AbstractAsyncContextManager[MachinesClient]]
-
 
 def cmd_restart(args: argparse.Namespace) -> int:
     """``restart``: the exit code (see the module docstring)."""
@@ -86,41 +81,17 @@ def restart(
     redact: Callable[[str], str],
 ) -> int:
     """Run ``restart`` for one app; the exit code."""
-    if args.lease_wait < 0:
-        raise ConfigError("--lease-wait must be >= 0")
-    if args.grace < 0:
-        raise ConfigError("--grace must be >= 0")
-    [target] = targeted([desired], args)
-    if target.paused is not None:
-        raise ConfigError(f"app {desired.app} is paused ({target.paused}): nothing restarted")
-    interrupt = Interrupt(grace=args.grace)
-    run = _Restart(args, desired, client=client, redact=redact, interrupt=interrupt)
-    return anyio.run(with_signals, run.run, interrupt)
+
+    def not_paused() -> None:
+        [target] = targeted([desired], args)
+        if target.paused is not None:
+            raise ConfigError(f"app {desired.app} is paused ({target.paused}): nothing restarted")
+
+    return run_one_app(_Restart, args, desired, client=client, redact=redact, check=not_paused)
 
 
-class _Restart:
+class _Restart(OneAppRun):
     """One ``restart`` run: list, show, confirm, roll, report (text or ``--output json``)."""
-
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        desired: DesiredApp,
-        *,
-        client: ClientFactory,
-        redact: Callable[[str], str],
-        interrupt: Interrupt,
-    ) -> None:
-        self.args = args
-        self.desired = desired
-        self.client = client
-        self.redact = redact
-        self.interrupt = interrupt
-        self.json = args.output == "json"
-        # --output json keeps stdout for the document: the text goes to stderr.
-        self.text: IO[str] = sys.stderr if self.json else sys.stdout
-
-    def say(self, line: str) -> None:
-        print(self.redact(line), file=self.text)
 
     async def run(self) -> int:
         app = self.desired.app
