@@ -197,21 +197,37 @@ class OneRetry(TypedDict):
 ONE_RETRY: OneRetry = {"MACHINE_RECONCILER_RETRY_MAX_ATTEMPTS": "2"}
 
 
-def run_cli(
-    *args: str, url: str, timeout: float = 120, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m controller ARGS`` against the emulator at ``url`` with the e2e token."""
+def cli_env(url: str, **env: str) -> dict[str, str]:
+    """The environment of a CLI child: ours stripped, the emulator's URL and the e2e token."""
     environ = {
         k: v for k, v in os.environ.items() if not k.startswith(("FLY_", "MACHINE_RECONCILER_"))
     }
     environ.update({"FLY_API_TOKEN": TOKEN, "MACHINE_RECONCILER_API_URL": url, **env})
+    return environ
+
+
+def run_cli(
+    *args: str, url: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m controller ARGS`` against the emulator at ``url`` with the e2e token."""
     return subprocess.run(
         [sys.executable, "-m", "controller", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env=environ,
+        env=cli_env(url, **env),
+    )
+
+
+def start_cli(*args: str, url: str) -> subprocess.Popen[str]:
+    """Start ``python -m controller ARGS`` (unbuffered, pipes for both streams) to signal it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "controller", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(url, PYTHONUNBUFFERED="1"),
     )
 
 

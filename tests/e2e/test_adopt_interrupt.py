@@ -7,10 +7,8 @@ released)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from controller.planning.render import SCHEMA_PATH
-from tests.e2e.conftest import TOKEN, control
+from tests.e2e.conftest import control, start_cli
 from tests.e2e.test_cli_apply import live, live_leases
 
 pytestmark = pytest.mark.e2e
@@ -54,20 +52,7 @@ def unmanaged(emulator_url: str, tmp_path: Path) -> tuple[str, Path]:
 
 
 def _start_adopt(url: str, directory: Path, *extra: str) -> subprocess.Popen[str]:
-    environ = {
-        k: v for k, v in os.environ.items() if not k.startswith(("FLY_", "MACHINE_RECONCILER_"))
-    }
-    environ.update(
-        {"FLY_API_TOKEN": TOKEN, "MACHINE_RECONCILER_API_URL": url, "PYTHONUNBUFFERED": "1"}
-    )
-    argv = [sys.executable, "-m", "controller", "adopt", str(directory), "--app", "fleet"]
-    return subprocess.Popen(
-        [*argv, "--yes", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environ,
-    )
+    return start_cli("adopt", str(directory), "--app", "fleet", "--yes", *extra, url=url)
 
 
 def _wait_for_a_lease(url: str, proc: subprocess.Popen[str]) -> None:

@@ -6,10 +6,8 @@ SIGTERM as ``apply`` does (exit 130 / 143, every lease released, the rest not ru
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from controller.planning.render import SCHEMA_PATH
-from tests.e2e.conftest import TOKEN, control, run_cli
+from tests.e2e.conftest import TOKEN, control, run_cli, start_cli
 from tests.e2e.test_cli_apply import live, live_leases
 
 pytestmark = pytest.mark.e2e
@@ -171,20 +169,7 @@ def test_adopt_output_json_proposes_then_reports_each_machine(url: str, tmp_path
 
 
 def _start_restart(url: str, directory: Path, *extra: str) -> subprocess.Popen[str]:
-    environ = {
-        k: v for k, v in os.environ.items() if not k.startswith(("FLY_", "MACHINE_RECONCILER_"))
-    }
-    environ.update(
-        {"FLY_API_TOKEN": TOKEN, "MACHINE_RECONCILER_API_URL": url, "PYTHONUNBUFFERED": "1"}
-    )
-    argv = [sys.executable, "-m", "controller", "restart", str(directory), "--app", "fleet"]
-    return subprocess.Popen(
-        [*argv, "--yes", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environ,
-    )
+    return start_cli("restart", str(directory), "--app", "fleet", "--yes", *extra, url=url)
 
 
 def _interrupted(url: str, tmp_path: Path, signum: signal.Signals, *extra: str) -> str:
